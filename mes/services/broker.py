@@ -81,9 +81,9 @@ class BrokerServer:
             data.mkdir(exist_ok=True)
             conf = self.workdir / "mosquitto.conf"
             conf.write_text(render_mosquitto_conf(self.port, data, self.extra_conf))
-            if os.geteuid() == 0:
-                # mosquitto drops root privileges to user `mosquitto` and must still write here.
-                shutil.chown(data, "mosquitto") if _has_user("mosquitto") else None
+            # Run as root, mosquitto drops to user `mosquitto` and must still write here.
+            if os.geteuid() == 0 and _has_user("mosquitto"):
+                shutil.chown(data, "mosquitto")
             return [_mosquitto_binary() or "mosquitto", "-c", str(conf)]
         conf = self.workdir / "amqtt.yaml"
         conf.write_text(textwrap.dedent(f"""\
@@ -142,7 +142,7 @@ class BrokerServer:
 
 
 def _has_user(name: str) -> bool:
-    import pwd  # noqa: PLC0415
+    import pwd
 
     try:
         pwd.getpwnam(name)

