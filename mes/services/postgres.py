@@ -92,9 +92,13 @@ class PostgresServer:
         self._user = _run_as()
 
     @classmethod
-    def create(cls, base: Path | None = None) -> PostgresServer:
-        """A new cluster in a fresh folder under `base` (a temporary folder by default)."""
-        root = Path(tempfile.mkdtemp(prefix="mes-pg-", dir=base))
+    def create(cls) -> PostgresServer:
+        """A new cluster in a fresh folder of the system's temporary folder.
+
+        Not under a caller's folder: run as root, the server's OS user must be able to reach
+        it, and pytest's folders are private to root.
+        """
+        root = Path(tempfile.mkdtemp(prefix="mes-pg-"))
         server = cls(datadir=root / "data")
         server.init()
         return server
@@ -112,16 +116,19 @@ class PostgresServer:
         root = self.datadir.parent
         root.chmod(0o755)
         self._chown(root)
-        subprocess.run(
+        done = subprocess.run(
             [str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", SUPERUSER,
              "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"],
-            check=True, capture_output=True, preexec_fn=self._demote,
+            capture_output=True, text=True, preexec_fn=self._demote, check=False,
         )
+        if done.returncode:
+            raise RuntimeError(f"initdb failed in {self.datadir}: {done.stderr.strip()}")
         settings = {
             "listen_addresses": "'127.0.0.1'",
             "unix_socket_directories": f"'{self.datadir}'",
-            "fsync": "off",  # a throwaway cluster: crash safety of the host is not under test
-            "synchronous_commit": "off",
+            # A throwaway cluster: an OS crash is not under test, a process crash is (so
+            # synchronous_commit stays on: a commit is in the WAL before the client hears of it).
+            "fsync": "off",
             "full_page_writes": "off",
             "max_connections": "200",
             "shared_buffers": "128MB",
