@@ -1,0 +1,129 @@
+"""Configuration of the agent's way to the centre: the MQTT broker and the durable outbox.
+
+These two models are sections of the agent's tag map (`broker:` and `outbox:`); they own every
+default of the publisher and the outbox. Wire facts that are not choices (QoS 1, the topic
+layout, the envelope) live in `core.wire` and are not configurable here.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from core.wire import Kind
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MqttProtocol(StrEnum):
+    """MQTT 5 is the default: only under MQTT 5 does a PUBACK say "Not authorized" (DESIGN.md)."""
+
+    MQTT5 = "mqtt5"
+    MQTT311 = "mqtt311"
+
+
+class TlsConfig(_Section):
+    """TLS to the broker.
+
+    `insecure` turns off the check of the broker's host name against its certificate. It is
+    refused unless TLS is enabled, and it is never on by default: a plant engineer has to write
+    it down, which makes it visible in review.
+    """
+
+    enabled: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TlsConfig:
+        if not self.enabled:
+            given = [n for n in ("ca_file", "cert_file", "key_file") if getattr(self, n)]
+            if given or self.insecure:
+                names = ", ".join(given + (["insecure"] if self.insecure else []))
+                raise ValueError(f"{names} given but tls.enabled is false")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together (client certificate and its key)")
+        return self
+
+
+class BrokerConfig(_Section):
+    """Where and how the agent publishes.
+
+    `port` defaults to 8883 with TLS and 1883 without. `client_id` defaults to
+    `mes-edge-{gateway}` (see `client_id_for`): one stable id per gateway, so that a second agent
+    started by mistake for the same gateway takes the session over visibly instead of both
+    publishing.
+    """
+
+    host: str = Field(min_length=1)
+    port: int = Field(ge=1, le=65535)
+    protocol: MqttProtocol = MqttProtocol.MQTT5
+    client_id: str | None = Field(default=None, min_length=1, max_length=128)
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: TlsConfig = Field(default_factory=TlsConfig)
+    keepalive_s: int = Field(default=30, ge=5, le=65535)
+    reconnect_min_s: float = Field(default=1.0, gt=0)
+    reconnect_max_s: float = Field(default=60.0, gt=0)
+    # Records of one kind collected during this interval go out as one envelope (per topic).
+    flush_interval_s: float = Field(default=1.0, gt=0, le=60)
+    max_records_per_message: int = Field(default=500, ge=1, le=100_000)
+    # Kept below the broker's max_packet_size and the ingest's payload limit (config/).
+    max_message_bytes: int = Field(default=256 * 1024, ge=1024)
+    # paho's in-flight window (max_inflight_messages_set): QoS 1 messages sent, not yet PUBACKed.
+    max_inflight: int = Field(default=20, ge=1, le=65535)
+    qos: Literal[1] = 1
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_port(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("port") is None:
+            tls = data.get("tls")
+            if isinstance(tls, TlsConfig):
+                enabled = tls.enabled
+            else:
+                enabled = isinstance(tls, dict) and tls.get("enabled") is True
+            data = {**data, "port": 8883 if enabled else 1883}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BrokerConfig:
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s is smaller than reconnect_min_s")
+        if self.password is not None and self.username is None:
+            raise ValueError("password given without username")
+        return self
+
+    def client_id_for(self, gateway: str) -> str:
+        """The MQTT client id: the configured one, else derived from the gateway code."""
+        return self.client_id or f"mes-edge-{gateway}"
+
+
+# At the outbox's bound, pending records are dropped in this order: telemetry first (an analog
+# trace tolerates holes), then counters (totals, so a later record carries what a dropped one
+# said), then state, and downtime last (a lost stop is lost availability). Messages already
+# assembled are dropped by the same order of their kind, oldest first.
+DROP_ORDER: tuple[Kind, ...] = (Kind.TELEMETRY, Kind.COUNTER, Kind.STATE, Kind.DOWNTIME)
+
+
+class OutboxConfig(_Section):
+    """The durable store-and-forward outbox (SQLite, WAL).
+
+    Bounded by `max_bytes` (payload bytes of pending records and stored messages) and by
+    `max_age_s` (age of the oldest data); at either bound data is dropped in `DROP_ORDER`, every
+    dropped record counted by kind and logged. Records handed over are committed in groups every
+    `commit_interval_ms`, so durability does not cost one disk flush per record; a record is
+    safe once the group holding it has committed (or after `Outbox.flush()`).
+    """
+
+    path: Path
+    max_bytes: int = Field(default=512 * 1024 * 1024, ge=64 * 1024)
+    max_age_s: float = Field(default=7 * 24 * 3600, gt=0)
+    commit_interval_ms: int = Field(default=50, ge=1, le=5000)
