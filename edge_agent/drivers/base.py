@@ -1,0 +1,94 @@
+"""The one interface every PLC driver honours, and the factory that picks a driver per device.
+
+A driver owns one device's connection. `read_once` reads every tag once (for `mes edge check`
+and polling); `run` acquires values until `stop` is set, handling connection loss itself and
+reporting tags it cannot read as readings with `error` set, so the state layer can declare the
+machine `offline`. Drivers never raise out of `run` except on cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Protocol
+
+from pydantic import Field
+
+from edge_agent.drivers.modbus_config import ModbusDevice, ModbusTag
+from edge_agent.drivers.opcua_config import OpcUaDevice, OpcUaTag
+
+DeviceConfig = Annotated[ModbusDevice | OpcUaDevice, Field(discriminator="protocol")]
+TagAddress = ModbusTag | OpcUaTag
+Value = bool | int | float | str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TagReading:
+    """A tag's value at `ts` (UTC, taken at read time); on failure `value` is None, `error` set."""
+
+    machine: str
+    tag: str
+    value: Value
+    ts: datetime
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BoundTag:
+    """A tag of a machine bound to its address on the machine's device."""
+
+    machine: str
+    tag: str
+    address: TagAddress
+
+
+@dataclass(frozen=True, slots=True)
+class DriverHealth:
+    """A snapshot of a driver's connection and counters (for metrics and `mes edge check`).
+
+    `reads` and `read_errors` count tag values; `requests` counts protocol requests issued.
+    """
+
+    connected: bool
+    last_ok: datetime | None
+    consecutive_errors: int
+    reads: int
+    read_errors: int
+    last_error: str | None
+    requests: int
+    last_latency_s: float | None
+
+
+class Driver(Protocol):
+    """What the agent needs from a PLC driver; one instance per device."""
+
+    name: str
+
+    async def read_once(self) -> list[TagReading]:
+        """Connect if needed and read every configured tag once."""
+        ...
+
+    async def run(self, sink: Callable[[list[TagReading]], None], stop: asyncio.Event) -> None:
+        """Acquire values into `sink` until `stop` is set; recovers from connection loss."""
+        ...
+
+    def health(self) -> DriverHealth:
+        """Current connection state and counters."""
+        ...
+
+    async def close(self) -> None:
+        """Release the connection; the driver may connect again later."""
+        ...
+
+
+def make_driver(device: ModbusDevice | OpcUaDevice, tags: list[BoundTag]) -> Driver:
+    """The driver for `device` reading `tags` (their addresses must be of the device's protocol)."""
+    if isinstance(device, ModbusDevice):
+        from edge_agent.drivers.modbus import ModbusDriver
+
+        return ModbusDriver(device, tags)
+    from edge_agent.drivers.opcua import OpcUaDriver
+
+    return OpcUaDriver(device, tags)
