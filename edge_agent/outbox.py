@@ -1,0 +1,409 @@
+"""The durable store-and-forward outbox: SQLite in WAL mode, one file per gateway.
+
+Data flows through it in three steps (DESIGN.md, "Delivery guarantees"):
+
+1. `add()` takes a record from the state layer into memory; a background thread commits what
+   was added every `commit_interval_ms`, in one transaction (group commit), so durability costs
+   one disk flush per interval, not per record. A record is safe from a crash (even SIGKILL, and
+   with `synchronous=FULL` from a power cut) once its group has committed; `flush()` commits now.
+2. `assemble()` turns pending records that are due (added before the last `mark_due()`, the
+   publisher's flush tick) into messages: one envelope of one kind, at most `max_records`
+   records, the gateway's next `seq`. The message is committed before it is returned, so it is
+   stored before it is published, and after a restart it is published again with the same seq
+   and the same payload. Kinds take turns (see `assemble`).
+3. `ack(seq)` (on PUBACK) removes a message; the delete rides on the next group commit, so an
+   ack lost to a crash only means one harmless duplicate.
+
+The store is bounded by bytes and age (`OutboxConfig`, `DROP_ORDER`); what goes at the bound is
+counted by kind and logged. A small key/value table (`get_state`/`put_state`) keeps the agent's
+own state (counter totals, open downtime events) in the same file, committed in the same groups
+as the records, so that state and the records that carry it survive a crash together.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from core.wire import (
+    ENVELOPES,
+    CounterRecord,
+    DowntimeRecord,
+    Kind,
+    Record,
+    StateRecord,
+    TelemetryRecord,
+    encode,
+)
+from edge_agent.outbox_bound import Bound
+from edge_agent.publish_config import OutboxConfig
+
+log = logging.getLogger(__name__)
+
+RECORD_TYPES: dict[Kind, type] = {
+    Kind.STATE: StateRecord,
+    Kind.DOWNTIME: DowntimeRecord,
+    Kind.COUNTER: CounterRecord,
+    Kind.TELEMETRY: TelemetryRecord,
+}
+KIND_OF: dict[type, Kind] = {t: k for k, t in RECORD_TYPES.items()}
+RECORD_KINDS: tuple[Kind, ...] = (Kind.DOWNTIME, Kind.STATE, Kind.COUNTER, Kind.TELEMETRY)
+# Envelope bytes around the records: {"v":1,"gateway":"...","seq":N,"sent_at":"...","records":[]}
+_ENVELOPE_OVERHEAD = 200
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS record (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: ids order the records and mark_due
+    kind TEXT NOT NULL,
+    added_at REAL NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS record_kind_id ON record (kind, id);
+CREATE TABLE IF NOT EXISTS message (
+    seq INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    oldest_at REAL NOT NULL,
+    n_records INTEGER NOT NULL,
+    payload BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS agent_state (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+"""
+
+
+class OutboxInUse(RuntimeError):
+    """Another process has this outbox open: two agents must never drain one file."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A message as stored: what is published, byte for byte, however often."""
+
+    seq: int
+    kind: Kind
+    payload: bytes
+    n_records: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxDepth:
+    """What the outbox holds, for metrics; `bytes` counts record and message payloads."""
+
+    records: int
+    messages: int
+    bytes: int
+    oldest_age_s: float | None
+
+
+class Outbox:
+    """One gateway's outbox file. Thread-safe; open with `Outbox.open()`, close with `close()`."""
+
+    def __init__(
+        self,
+        config: OutboxConfig,
+        gateway: str,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.gateway = gateway
+        self._clock = clock
+        self._db_lock = threading.Lock()
+        self._buf_lock = threading.Lock()
+        self._buf: list[tuple[str, float, bytes]] = []
+        self._buf_bytes = 0
+        self._state_buf: dict[str, bytes] = {}
+        self._ack_buf: list[int] = []
+        self._acked: set[int] = set()
+        self._rotation: deque[Kind] = deque(RECORD_KINDS)
+        self._decoders = {k: msgspec.json.Decoder(list[t]) for k, t in RECORD_TYPES.items()}
+        self._encoder = msgspec.json.Encoder()
+        self._lock_file = _lock(config)
+        self._conn = sqlite3.connect(config.path, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: the WAL is synced at every commit, so a committed group survives a power cut;
+        # with group commits that is one sync per interval, not per record.
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("PRAGMA busy_timeout=5000")
+        self._conn.executescript(_SCHEMA)
+        self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('next_seq', 1)")
+        self._next_seq = self._meta("next_seq")
+        self._due_id = self._max_record_id()  # everything stored before a restart is due
+        self.bound = Bound(config, clock=clock)
+        self.bound.load(self._conn)
+        self._stop = threading.Event()
+        self._committer = threading.Thread(target=self._commit_loop, name="outbox-commit",
+                                           daemon=True)
+        self._committer.start()
+
+    @classmethod
+    def open(cls, config: OutboxConfig, gateway: str) -> Outbox:
+        """Open (creating if needed) the outbox file; raises OutboxInUse if another has it."""
+        config.path.parent.mkdir(parents=True, exist_ok=True)
+        return cls(config, gateway)
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- step 1: records in ----------------------------------------------------------------
+
+    def add(self, record: Record) -> None:
+        """Hand one record over; durable after the next group commit (or `flush()`)."""
+        self.add_many((record,))
+
+    def add_many(self, records: Iterable[Record]) -> None:
+        """Hand several records over at once."""
+        now = self._clock()
+        rows = [(KIND_OF[type(r)].value, now, self._encoder.encode(r)) for r in records]
+        with self._buf_lock:
+            self._buf.extend(rows)
+            self._buf_bytes += sum(len(r[2]) for r in rows)
+
+    def put_state(self, key: str, value: Any) -> None:
+        """Keep a JSON-able value under `key`; committed with the next group, like records."""
+        body = self._encoder.encode(value)
+        with self._buf_lock:
+            self._state_buf[key] = body
+
+    def get_state(self, key: str, default: Any = None) -> Any:
+        """The value last put under `key` (as JSON types: a UUID comes back as a string)."""
+        with self._buf_lock:
+            body = self._state_buf.get(key)
+        if body is None:
+            with self._db_lock:
+                row = self._conn.execute(
+                    "SELECT value FROM agent_state WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                return default
+            body = row[0]
+        return msgspec.json.decode(body)
+
+    def flush(self) -> None:
+        """Commit everything handed over so far; returns when it is on disk."""
+        self._commit()
+
+    # -- step 2: messages ------------------------------------------------------------------
+
+    def mark_due(self) -> None:
+        """Make every record added so far eligible for `assemble()` (the flush tick)."""
+        self._commit()
+        with self._db_lock:
+            self._due_id = self._max_record_id()
+
+    def assemble(
+        self,
+        n: int,
+        *,
+        max_records: int,
+        max_bytes: int,
+        skip_kinds: Collection[Kind] = (),
+    ) -> list[StoredMessage]:
+        """Make and store up to `n` new messages from due records, oldest records first.
+
+        Kinds take turns (one message each, round robin, downtime and state first), so an
+        hour of telemetry backlog never holds back a state change or a stop: those wait at most
+        one message per other kind. Within a kind the order is the order records were added,
+        which keeps every machine's records in order. Returns the messages in seq order, all
+        committed to disk.
+        """
+        out: list[StoredMessage] = []
+        with self._db_lock:
+            empty: set[Kind] = set(skip_kinds)
+            seq = self._next_seq
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                while len(out) < n:
+                    kind = next((k for k in self._rotation if k not in empty), None)
+                    if kind is None:
+                        break
+                    msg = self._assemble_one(kind, seq + len(out), max_records, max_bytes)
+                    if msg is None:
+                        empty.add(kind)
+                        continue
+                    out.append(msg)
+                    self._rotation.remove(kind)
+                    self._rotation.append(kind)
+                if out:
+                    self._conn.execute(
+                        "UPDATE meta SET value = ? WHERE key = 'next_seq'", (out[-1].seq + 1,))
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                self.bound.load(self._conn)
+                raise
+        if out:
+            self._next_seq = out[-1].seq + 1
+        return out
+
+    def _assemble_one(
+        self, kind: Kind, seq: int, max_records: int, max_bytes: int
+    ) -> StoredMessage | None:
+        rows = self._conn.execute(
+            "SELECT id, added_at, body FROM record WHERE kind = ? AND id <= ? ORDER BY id LIMIT ?",
+            (kind.value, self._due_id, max_records),
+        ).fetchall()
+        if not rows:
+            return None
+        size = _ENVELOPE_OVERHEAD
+        take = 0
+        for _, _, body in rows:
+            size += len(body) + 1
+            if take and size > max_bytes:
+                break
+            take += 1
+        rows = rows[:take]
+        bodies = [r[2] for r in rows]
+        records = self._decoders[kind].decode(b"[" + b",".join(bodies) + b"]")
+        envelope = ENVELOPES[kind](v=1, gateway=self.gateway, seq=seq,  # type: ignore[call-arg]
+                                   sent_at=datetime.now(UTC), records=records)
+        payload = encode(envelope)
+        oldest = min(r[1] for r in rows)
+        self._conn.execute("DELETE FROM record WHERE kind = ? AND id <= ?",
+                           (kind.value, rows[-1][0]))
+        self._conn.execute("INSERT INTO message VALUES (?, ?, ?, ?, ?)",
+                           (seq, kind.value, oldest, len(rows), payload))
+        self.bound.moved(kind, len(rows), sum(len(b) for b in bodies), len(payload))
+        return StoredMessage(seq, kind, payload, len(rows))
+
+    def stored(
+        self, *, exclude: Collection[int] = (), skip_kinds: Collection[Kind] = (), limit: int
+    ) -> list[StoredMessage]:
+        """Stored messages not yet acknowledged, in seq order, up to `limit`.
+
+        `exclude` are seqs the caller has in flight; acks not yet committed are left out here.
+        """
+        with self._buf_lock:
+            acked = set(self._acked)
+        skip = [k.value for k in skip_kinds]
+        out: list[StoredMessage] = []
+        with self._db_lock:
+            for seq, kind in self._conn.execute("SELECT seq, kind FROM message ORDER BY seq"):
+                if seq in exclude or seq in acked or kind in skip:
+                    continue
+                payload, n = self._conn.execute(
+                    "SELECT payload, n_records FROM message WHERE seq = ?", (seq,)).fetchone()
+                out.append(StoredMessage(seq, Kind(kind), payload, n))
+                if len(out) >= limit:
+                    break
+        return out
+
+    # -- step 3: acknowledged messages out ---------------------------------------------------
+
+    def ack(self, seq: int) -> None:
+        """The broker acknowledged `seq`: delete it (with the next group commit)."""
+        with self._buf_lock:
+            self._ack_buf.append(seq)
+            self._acked.add(seq)
+
+    # -- metrics -------------------------------------------------------------------------------
+
+    def depth(self) -> OutboxDepth:
+        """Pending records (stored and not yet committed), stored messages, bytes, oldest age."""
+        with self._buf_lock:
+            buf_n, buf_bytes = len(self._buf), self._buf_bytes
+            buf_oldest = self._buf[0][1] if self._buf else None
+        with self._db_lock:
+            oldest = self.bound.oldest(self._conn)
+        if oldest is None:
+            oldest = buf_oldest
+        return OutboxDepth(
+            records=self.bound.records + buf_n,
+            messages=self.bound.messages,
+            bytes=self.bound.bytes + buf_bytes,
+            oldest_age_s=None if oldest is None else max(0.0, self._clock() - oldest),
+        )
+
+    @property
+    def dropped(self) -> dict[Kind, int]:
+        """Records dropped at the bound since this process opened the outbox, by kind."""
+        return dict(self.bound.dropped)
+
+    @property
+    def next_seq(self) -> int:
+        """The seq the next assembled message will carry."""
+        return self._next_seq
+
+    # -- the group commit ----------------------------------------------------------------------
+
+    def _commit_loop(self) -> None:
+        interval = self.config.commit_interval_ms / 1000
+        while not self._stop.wait(interval):
+            try:
+                self._commit()
+            except sqlite3.Error:
+                # Kept in memory and retried next interval; a full disk must be loud, not fatal.
+                log.exception("outbox commit failed; will retry", extra={"path": str(
+                    self.config.path)})
+
+    def _commit(self) -> None:
+        with self._db_lock:
+            with self._buf_lock:
+                rows, self._buf, self._buf_bytes = self._buf, [], 0
+                states, self._state_buf = self._state_buf, {}
+                acks, self._ack_buf = self._ack_buf, []
+            if not (rows or states or acks or self.bound.check_due()):
+                return
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.executemany(
+                    "INSERT INTO record (kind, added_at, body) VALUES (?, ?, ?)", rows)
+                self._conn.executemany(
+                    "INSERT OR REPLACE INTO agent_state VALUES (?, ?)", states.items())
+                for seq in acks:
+                    gone = self._conn.execute(
+                        "DELETE FROM message WHERE seq = ? RETURNING length(payload)", (seq,)
+                    ).fetchone()
+                    if gone:
+                        self.bound.acked(gone[0])
+                self.bound.added(rows)
+                self.bound.enforce(self._conn)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                self.bound.load(self._conn)
+                with self._buf_lock:  # nothing handed over is lost to a failed commit
+                    self._buf[:0] = rows
+                    self._buf_bytes += sum(len(r[2]) for r in rows)
+                    self._state_buf = {**states, **self._state_buf}
+                    self._ack_buf[:0] = acks
+                raise
+        with self._buf_lock:
+            self._acked.difference_update(acks)
+
+    def close(self) -> None:
+        """Commit what is pending, stop the commit thread and close the file."""
+        self._stop.set()
+        self._committer.join()
+        self._commit()
+        with self._db_lock:
+            self._conn.close()
+        self._lock_file.close()
+
+    def _meta(self, key: str) -> int:
+        return self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
+
+    def _max_record_id(self) -> int:
+        return self._conn.execute("SELECT coalesce(max(id), 0) FROM record").fetchone()[0]
+
+
+def _lock(config: OutboxConfig) -> Any:
+    lock_file = open(f"{config.path}.lock", "a+b")  # noqa: SIM115  (held open while in use)
+    try:
+        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock_file.close()
+        raise OutboxInUse(f"outbox {config.path} is in use by another process") from None
+    return lock_file
