@@ -142,8 +142,9 @@ class Outbox:
         self.bound = Bound(config, clock=clock)
         self.bound.load(self._conn)
         self._stop = threading.Event()
-        self._committer = threading.Thread(target=self._commit_loop, name="outbox-commit",
-                                           daemon=True)
+        self._committer = threading.Thread(
+            target=self._commit_loop, name="outbox-commit", daemon=True
+        )
         self._committer.start()
 
     @classmethod
@@ -185,7 +186,8 @@ class Outbox:
         if body is None:
             with self._db_lock:
                 row = self._conn.execute(
-                    "SELECT value FROM agent_state WHERE key = ?", (key,)).fetchone()
+                    "SELECT value FROM agent_state WHERE key = ?", (key,)
+                ).fetchone()
             if row is None:
                 return default
             body = row[0]
@@ -238,7 +240,8 @@ class Outbox:
                     self._rotation.append(kind)
                 if out:
                     self._conn.execute(
-                        "UPDATE meta SET value = ? WHERE key = 'next_seq'", (out[-1].seq + 1,))
+                        "UPDATE meta SET value = ? WHERE key = 'next_seq'", (out[-1].seq + 1,)
+                    )
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
@@ -267,14 +270,18 @@ class Outbox:
         rows = rows[:take]
         bodies = [r[2] for r in rows]
         records = self._decoders[kind].decode(b"[" + b",".join(bodies) + b"]")
-        envelope = ENVELOPES[kind](v=1, gateway=self.gateway, seq=seq,  # type: ignore[call-arg]
-                                   sent_at=datetime.now(UTC), records=records)
+        envelope = ENVELOPES[kind](
+            v=1, gateway=self.gateway, seq=seq, sent_at=datetime.now(UTC), records=records
+        )
         payload = encode(envelope)
         oldest = min(r[1] for r in rows)
-        self._conn.execute("DELETE FROM record WHERE kind = ? AND id <= ?",
-                           (kind.value, rows[-1][0]))
-        self._conn.execute("INSERT INTO message VALUES (?, ?, ?, ?, ?)",
-                           (seq, kind.value, oldest, len(rows), payload))
+        self._conn.execute(
+            "DELETE FROM record WHERE kind = ? AND id <= ?", (kind.value, rows[-1][0])
+        )
+        self._conn.execute(
+            "INSERT INTO message VALUES (?, ?, ?, ?, ?)",
+            (seq, kind.value, oldest, len(rows), payload),
+        )
         self.bound.moved(kind, len(rows), sum(len(b) for b in bodies), len(payload))
         return StoredMessage(seq, kind, payload, len(rows))
 
@@ -294,7 +301,8 @@ class Outbox:
                 if seq in exclude or seq in acked or kind in skip:
                     continue
                 payload, n = self._conn.execute(
-                    "SELECT payload, n_records FROM message WHERE seq = ?", (seq,)).fetchone()
+                    "SELECT payload, n_records FROM message WHERE seq = ?", (seq,)
+                ).fetchone()
                 out.append(StoredMessage(seq, Kind(kind), payload, n))
                 if len(out) >= limit:
                     break
@@ -345,8 +353,9 @@ class Outbox:
                 self._commit()
             except sqlite3.Error:
                 # Kept in memory and retried next interval; a full disk must be loud, not fatal.
-                log.exception("outbox commit failed; will retry", extra={"path": str(
-                    self.config.path)})
+                log.exception(
+                    "outbox commit failed; will retry", extra={"path": str(self.config.path)}
+                )
 
     def _commit(self) -> None:
         with self._db_lock:
@@ -359,9 +368,11 @@ class Outbox:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
                 self._conn.executemany(
-                    "INSERT INTO record (kind, added_at, body) VALUES (?, ?, ?)", rows)
+                    "INSERT INTO record (kind, added_at, body) VALUES (?, ?, ?)", rows
+                )
                 self._conn.executemany(
-                    "INSERT OR REPLACE INTO agent_state VALUES (?, ?)", states.items())
+                    "INSERT OR REPLACE INTO agent_state VALUES (?, ?)", states.items()
+                )
                 for seq in acks:
                     gone = self._conn.execute(
                         "DELETE FROM message WHERE seq = ? RETURNING length(payload)", (seq,)

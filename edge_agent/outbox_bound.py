@@ -52,11 +52,13 @@ class Bound:
         self.rec_count.clear()
         self.rec_bytes.clear()
         for kind, n, size in conn.execute(
-                "SELECT kind, count(*), sum(length(body)) FROM record GROUP BY kind"):
+            "SELECT kind, count(*), sum(length(body)) FROM record GROUP BY kind"
+        ):
             self.rec_count[kind] = n
             self.rec_bytes[kind] = size
         self.messages, self.msg_bytes = conn.execute(
-            "SELECT count(*), coalesce(sum(length(payload)), 0) FROM message").fetchone()
+            "SELECT count(*), coalesce(sum(length(payload)), 0) FROM message"
+        ).fetchone()
 
     @property
     def records(self) -> int:
@@ -114,13 +116,15 @@ class Bound:
             while self.bytes > target and self.rec_count[kind.value] > 0:
                 rows = conn.execute(
                     "SELECT id, length(body) FROM record WHERE kind = ? ORDER BY id LIMIT ?",
-                    (kind.value, _CHUNK)).fetchall()
+                    (kind.value, _CHUNK),
+                ).fetchall()
                 freed = n = 0
                 while n < len(rows) and self.bytes - freed > target:
                     freed += rows[n][1]
                     n += 1
-                conn.execute("DELETE FROM record WHERE kind = ? AND id <= ?",
-                             (kind.value, rows[n - 1][0]))
+                conn.execute(
+                    "DELETE FROM record WHERE kind = ? AND id <= ?", (kind.value, rows[n - 1][0])
+                )
                 self.rec_count[kind.value] -= n
                 self.rec_bytes[kind.value] -= freed
                 dropped[kind] += n
@@ -128,7 +132,9 @@ class Bound:
             while self.bytes > target:
                 row = conn.execute(
                     "DELETE FROM message WHERE seq = (SELECT min(seq) FROM message WHERE kind = ?)"
-                    " RETURNING n_records, length(payload)", (kind.value,)).fetchone()
+                    " RETURNING n_records, length(payload)",
+                    (kind.value,),
+                ).fetchone()
                 if row is None:
                     break
                 self.acked(row[1])
@@ -140,20 +146,25 @@ class Bound:
             while True:
                 rows = conn.execute(
                     "SELECT id, added_at, length(body) FROM record WHERE kind = ?"
-                    " ORDER BY id LIMIT ?", (kind.value, _CHUNK)).fetchall()
+                    " ORDER BY id LIMIT ?",
+                    (kind.value, _CHUNK),
+                ).fetchall()
                 old = list(takewhile(lambda r: r[1] < cutoff, rows))
                 if not old:
                     break
-                conn.execute("DELETE FROM record WHERE kind = ? AND id <= ?",
-                             (kind.value, old[-1][0]))
+                conn.execute(
+                    "DELETE FROM record WHERE kind = ? AND id <= ?", (kind.value, old[-1][0])
+                )
                 self.rec_count[kind.value] -= len(old)
                 self.rec_bytes[kind.value] -= sum(r[2] for r in old)
                 dropped[kind] += len(old)
                 if len(old) < len(rows):
                     break
             for n, size in conn.execute(
-                    "DELETE FROM message WHERE kind = ? AND oldest_at < ?"
-                    " RETURNING n_records, length(payload)", (kind.value, cutoff)).fetchall():
+                "DELETE FROM message WHERE kind = ? AND oldest_at < ?"
+                " RETURNING n_records, length(payload)",
+                (kind.value, cutoff),
+            ).fetchall():
                 self.acked(size)
                 dropped[kind] += n
 
@@ -161,7 +172,10 @@ class Bound:
         self.dropped.update(dropped)
         log.warning(
             "outbox bound reached: records dropped",
-            extra={"bound": bound, "path": str(self.config.path),
-                   "dropped": {k.value: n for k, n in dropped.items()},
-                   "dropped_total": {k.value: n for k, n in self.dropped.items()}},
+            extra={
+                "bound": bound,
+                "path": str(self.config.path),
+                "dropped": {k.value: n for k, n in dropped.items()},
+                "dropped_total": {k.value: n for k, n in self.dropped.items()},
+            },
         )
