@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 import re
 from enum import IntEnum, StrEnum
+from functools import cached_property
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -148,7 +149,7 @@ class BitsStateRule(_Model):
             seen.add((bit.tag, bit.invert))
         return bits
 
-    @property
+    @cached_property
     def ranked(self) -> list[StateBit]:
         """Bits by falling priority, list order among equals."""
         return sorted(self.bits, key=lambda b: -b.effective_priority)
@@ -429,8 +430,10 @@ class MachineRules(_Model):
     @model_validator(mode="after")
     def _unique_names(self) -> MachineRules:
         names = [c.published_name for c in self.counters]
-        for kind, dup in (("counter", names), ("telemetry", [t.published_name for t in
-                                                            self.telemetry])):
+        for kind, dup in (
+            ("counter", names),
+            ("telemetry", [t.published_name for t in self.telemetry]),
+        ):
             seen: set[str] = set()
             for name in dup:
                 if name in seen:
