@@ -1,0 +1,40 @@
+"""The one SQLAlchemy model set: importing this package registers every table on one MetaData."""
+
+from core.models.base import Base
+from core.models.dead_letter import DeadLetter
+from core.models.machine import Gateway, Machine
+from core.models.maintenance import PmSchedule, PmTask
+from core.models.organization import Organization, Plant
+from core.models.production import Material, WorkOrder, WorkOrderMachine
+from core.models.quality import InspectionLog, Ncr
+from core.models.shift import Shift, ShiftHandover
+from core.models.timeseries import (
+    DowntimeEvent,
+    MachineCounter,
+    MachineStatusHistory,
+    MachineTelemetry,
+)
+from core.models.user import User
+
+__all__ = [
+    "Base",
+    "DeadLetter",
+    "DowntimeEvent",
+    "Gateway",
+    "InspectionLog",
+    "Machine",
+    "MachineCounter",
+    "MachineStatusHistory",
+    "MachineTelemetry",
+    "Material",
+    "Ncr",
+    "Organization",
+    "Plant",
+    "PmSchedule",
+    "PmTask",
+    "Shift",
+    "ShiftHandover",
+    "User",
+    "WorkOrder",
+    "WorkOrderMachine",
+]
