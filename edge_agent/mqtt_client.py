@@ -1,0 +1,67 @@
+"""Build the paho-mqtt client for the publisher from `BrokerConfig`: protocol, auth, TLS, will.
+
+Only construction lives here; the publisher owns the connection's lifetime.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from core.config_errors import ConfigError
+from core.wire import GatewayStatus, Kind, Topic, encode
+from edge_agent.publish_config import BrokerConfig, MqttProtocol
+
+log = logging.getLogger(__name__)
+
+
+def build_client(config: BrokerConfig, status_topic: Topic, gateway: str) -> mqtt.Client:
+    """A paho client, not yet connected, with the retained `offline` last will set."""
+    if status_topic.kind is not Kind.STATUS:
+        raise ValueError("the last will goes on the status topic")
+    v5 = config.protocol is MqttProtocol.MQTT5
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=config.client_id_for(gateway),
+        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+        # The outbox is the session: nothing is kept on the broker for a publisher.
+        clean_session=None if v5 else True,
+        # The publisher reconnects itself, with jitter; paho's own loop has none.
+        reconnect_on_failure=False,
+    )
+    # Paho's in-flight window, and no queue behind it: a publish beyond the window is refused
+    # (MQTT_ERR_QUEUE_SIZE) and stays in the outbox, the one queue there is.
+    client.max_inflight_messages_set(config.max_inflight)
+    client.max_queued_messages_set(config.max_inflight)
+    if config.username is not None:
+        password = config.password.get_secret_value() if config.password else None
+        client.username_pw_set(config.username, password)
+    if config.tls.enabled:
+        _set_tls(client, config)
+    will = GatewayStatus(v=1, gateway=gateway, status="offline")
+    client.will_set(str(status_topic), encode(will), qos=config.qos, retain=True)
+    return client
+
+
+def _set_tls(client: mqtt.Client, config: BrokerConfig) -> None:
+    tls = config.tls
+    try:
+        client.tls_set(
+            ca_certs=str(tls.ca_file) if tls.ca_file else None,
+            certfile=str(tls.cert_file) if tls.cert_file else None,
+            keyfile=str(tls.key_file) if tls.key_file else None,
+            cert_reqs=ssl.CERT_REQUIRED,
+            tls_version=ssl.PROTOCOL_TLS_CLIENT,
+        )
+    except (OSError, ssl.SSLError) as e:
+        raise ConfigError([f"broker.tls: cannot load the certificates: {e}"]) from None
+    if tls.insecure:
+        log.warning(
+            "broker.tls.insecure is set: the broker's host name is not checked against its "
+            "certificate",
+            extra={"host": config.host},
+        )
+        client.tls_insecure_set(True)
