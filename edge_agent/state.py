@@ -38,9 +38,11 @@ other, stamped with the read that showed it.
 **Reads.** A read is good when every state tag has a value and none is in `errors`. `values`
 may be partial (a subscription's changes): state and reason tags are remembered between reads,
 counters and telemetry use only the values of this read. Reads must come in time order: a read
-not newer than the previous one is ignored, and one not newer than the last state record
-(a heartbeat `tick` already wrote while offline) updates counters and telemetry but not the
-state; both are counted in `stale_reads`.
+older than the previous one is ignored. A read not newer than the last state record (a second
+notification with the same timestamp, or a read overtaken by a heartbeat `tick` wrote while
+offline) updates the remembered values, counters and telemetry but not the state, which
+would need a second record under the same key: the next read derives it from the remembered
+values. Both are counted in `stale_reads`.
 
 **Persistence.** `snapshot()` is JSON-serialisable and `restore()` continues from it: counter
 totals and raw values (no double count, no loss), the open stop's `event_id`, the state and
@@ -169,7 +171,7 @@ class MachineTracker:
     ) -> list[Record]:
         """Take one read made at `ts`: tag values, and errors by tag for tags that failed."""
         ts = _aware(ts)
-        if self._last_read is not None and ts <= self._last_read:
+        if self._last_read is not None and ts < self._last_read:
             self.stale_reads += 1
             return []
         self._last_read = ts
@@ -185,17 +187,20 @@ class MachineTracker:
         if self._state_tags.isdisjoint(errors):
             derived = derive_state(self._rule, self._values, self._state)
         if derived is None:
-            if self._gap_start is None and not self._no_data:
+            fresh = self._last_good is None or ts > self._last_good  # not the good read's twin
+            if self._gap_start is None and not self._no_data and fresh:
                 self._gap_start = ts
             self._check_offline(ts, out)
             if self._no_data:
                 self._heartbeats(ts, out, inclusive=True)
         else:
             self._check_offline(ts, out)
-            if self._last_state_ts is not None and ts <= self._last_state_ts:
-                self.stale_reads += 1
-            else:
+            if self._last_state_ts is None or ts > self._last_state_ts:
                 self._good_read(ts, derived, out)
+            elif derived == self._state and not self._no_data:
+                self._last_good, self._gap_start = ts, None  # nothing to record: still good
+            else:
+                self.stale_reads += 1
         for counter in self._counters:
             tag = counter.spec.tag
             if tag in values and tag not in errors:

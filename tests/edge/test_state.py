@@ -113,9 +113,22 @@ def test_partial_reads_remember_state_and_reason_tags() -> None:
 
 def test_reads_out_of_order_are_ignored_and_counted() -> None:
     tr = MachineTracker("m1", make_rules())
-    out = run(tr, [(5, {"st": 1}), (5, {"st": 3}), (4, {"st": 3}), (6, {"st": 2})])
+    out = run(tr, [(5, {"st": 1}), (4, {"st": 3}), (6, {"st": 2})])
     assert states(out) == [(5, "running", None), (6, "idle", None)]
-    assert tr.stale_reads == 2
+    assert tr.stale_reads == 1
+
+
+def test_notifications_sharing_a_timestamp_are_merged_not_lost() -> None:
+    rules = make_rules(counters=[{"tag": "c", "kind": "cycles"}], telemetry=[{"tag": "temp"}])
+    tr = MachineTracker("m1", rules)
+    out = run(tr, [(5, {"st": 1, "c": 3}), (5, {"temp": 20.0}), (5, {"st": 3, "fc": 12}), (6, {})])
+    # The state change in the second notification of 5 cannot take the key (m1, 5) already used:
+    # it is remembered and recorded with the next read.
+    assert states(out) == [(5, "running", None), (6, "fault", "jam")]
+    assert [type(r).__name__ for r in out if not isinstance(r, StateRecord)] == [
+        "CounterRecord", "TelemetryRecord", "DowntimeRecord",
+    ]  # fmt: skip
+    assert tr.stale_reads == 1
 
 
 def test_naive_timestamps_are_refused() -> None:
@@ -236,6 +249,12 @@ def test_a_good_read_after_a_silent_gap_first_records_the_gap() -> None:
         [(0, {"st": 1}), (10, {"st": 1}), (30, {"st": 1})],
     )
     assert states(out) == [(0, "running", None), (20, "offline", None), (30, "running", None)]
+
+
+def test_a_failure_sharing_the_last_good_reads_timestamp_does_not_start_the_gap() -> None:
+    tr = MachineTracker("m1", make_rules(offline_after_s=10))
+    out = run(tr, [(0, {"st": 1}), (0, {}, BAD), 11])
+    assert states(out) == [(0, "running", None), (10, "offline", None)]
 
 
 def test_a_failed_state_tag_alone_makes_the_read_bad() -> None:
