@@ -181,13 +181,17 @@ class ModbusDriver:
         return [r for readings, _ in polls for r in readings]
 
     async def run(self, sink: Callable[[list[TagReading]], None], stop: asyncio.Event) -> None:
+        loops = [
+            asyncio.create_task(self._poll_loop(link, sink, stop), name=f"{self.name}/{link.unit}")
+            for link in self._links
+        ]
         try:
-            async with asyncio.TaskGroup() as tg:
-                for link in self._links:
-                    tg.create_task(
-                        self._poll_loop(link, sink, stop), name=f"{self.name}/{link.unit}"
-                    )
+            await stop.wait()
         finally:
+            # Stopping must not wait out a request to a unit that does not answer.
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
             await self.close()
 
     async def _poll_loop(
