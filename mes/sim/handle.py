@@ -89,15 +89,16 @@ class _ProcessRunner:
         self._cwd = cwd
         self._proc: subprocess.Popen[str] | None = None
         self._lines: queue.Queue[str | None] = queue.Queue()
+        self._reader: threading.Thread | None = None
 
     def start(self, timeout: float) -> dict[str, Any]:
         self._proc = subprocess.Popen(
             self._args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=self._cwd
         )
-        assert self._proc.stdout is not None
-        threading.Thread(
+        self._reader = threading.Thread(
             target=self._read, args=(self._proc.stdout,), name="mes-sim-stdout", daemon=True
-        ).start()
+        )
+        self._reader.start()
         try:
             return self._next(timeout, "ready")
         except SimulatorError:
@@ -138,6 +139,10 @@ class _ProcessRunner:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if self._reader is not None:
+            self._reader.join(timeout)  # it ends at the child's end of output
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 class SimulatorHandle:

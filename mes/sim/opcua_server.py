@@ -3,7 +3,7 @@
 The address space is built once per start (layout.py names the nodes). Each tick `update`
 writes only the values that changed since the last tick, straight into the address space
 (`Server.write_attribute_value`), which also feeds data-change subscriptions. Those writes are
-the costly part of the simulator (see `mes/sim/README` figures in the runner's docstring).
+the costly part of the simulator (figures in runner.py's docstring).
 """
 
 from __future__ import annotations

@@ -6,10 +6,12 @@ stamped with one wall-clock time. The servers can be taken down and brought back
 ports while the model keeps running (a PLC link outage), and the model can be paused so that a
 test reads both protocols at one instant.
 
-Cost, measured on this project's 2-core machine (`mes bench edge` quotes its own figures):
-a tick encodes each Modbus machine once (about 20 us for 100 tags), while OPC UA pays one
-`write_attribute_value` per changed value (about 10 us each without subscribers, more with
-them), so the OPC UA side dominates; values that did not change are not written.
+Cost, measured once on the 2-core development machine for `mes bench edge`'s shape (100
+machines x 100 tags, split half on each protocol, no clients connected): the model step takes
+1.3 ms for all 100 machines, the Modbus encode 0.35 ms for its 50, and OPC UA 22 ms for its 50
+(about 4,700 changed values, ~5 us per `write_attribute_value`, more with subscribers); so
+about 25 ms of CPU per tick, 5 % of a core at 2 Hz. Building that OPC UA address space (5,000
+variables) takes about 2 s at start and at each `servers-up`. Unchanged values are not written.
 """
 
 from __future__ import annotations
