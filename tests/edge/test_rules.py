@@ -72,17 +72,17 @@ def test_referenced_tags_covers_every_part() -> None:
         ({"state": CODE, "colour": "red"}, ["colour: Extra inputs are not permitted"]),
         (
             {"state": {**CODE, "codes": {1: "runing"}}},
-            ["state.code.codes[1]: Input should be 'running'"],
+            ["codes[1]: Input should be 'running'"],
         ),
         ({"state": {**CODE, "codes": {"1": "idle", 1: "fault"}}}, ["code 1 appears twice"]),
         (
             {"state": {"kind": "threshold", "tag": "speed", "threshold": 5, "hysteresis": -1}},
-            ["state.threshold.hysteresis: Input should be greater than or equal to 0"],
+            ["hysteresis: Input should be greater than or equal to 0"],
         ),
-        ({"state": {"kind": "bits", "bits": []}}, ["state.bits.bits: List should have at least 1"]),
+        ({"state": {"kind": "bits", "bits": []}}, ["bits: List should have at least 1"]),
         (
             {"state": {"kind": "preset", "preset": "isa88", "tag": "S"}},
-            ["state.preset.preset: Input should be 'packml'"],
+            ["preset: Input should be 'packml'"],
         ),
         (
             {"state": CODE, "counters": [{"tag": "c", "kind": "cycles", "width": 24}]},
@@ -114,6 +114,8 @@ def test_referenced_tags_covers_every_part() -> None:
     ],
 )
 def test_bad_rules_name_the_key_path(data: dict[str, Any], expected: list[str]) -> None:
+    # (Inside `state`, pydantic's location also names the union member, e.g. state.code.codes[1];
+    # the expectations only pin the key itself.)
     got = problems(data)
     assert len(got) == len(expected), got
     for line, want in zip(got, expected, strict=True):
