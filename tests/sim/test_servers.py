@@ -166,3 +166,31 @@ def test_separate_process_restarts_on_the_same_ports(tmp_path: Path) -> None:
         check(asyncio.run(read_opcua(handle.opcua_endpoint, 1)), expected(snap["m002"]))
     runs = [r for r in handle.truth() if r["type"] in ("start", "stop")]
     assert [r["type"] for r in runs] == ["start", "stop", "start", "stop"]
+
+
+def test_opcua_data_change_subscriptions_see_the_ticks(sim: SimulatorHandle) -> None:
+    assert sim.opcua_endpoint
+    endpoint = sim.opcua_endpoint
+
+    class Collect:
+        def __init__(self) -> None:
+            self.values: list[tuple[str, Any]] = []
+
+        def datachange_notification(self, node: Any, val: Any, data: Any) -> None:
+            self.values.append((node.nodeid.Identifier, val))
+
+    async def watch() -> list[tuple[str, Any]]:
+        handler = Collect()
+        async with Client(endpoint, timeout=5) as client:
+            sub = await client.create_subscription(50, handler)
+            names = ("Temperature", "CycleCounter")
+            await sub.subscribe_data_change([client.get_node(opcua_node_id(0, n)) for n in names])
+            await asyncio.sleep(2.0)
+            await sub.delete()
+        return handler.values
+
+    values = asyncio.run(watch())
+    temps = [v for n, v in values if n == "m001.Temperature"]
+    counters = [v for n, v in values if n == "m001.CycleCounter"]
+    assert len(set(temps)) > 5, "the temperature drifts every tick"
+    assert len(set(counters)) > 1, "cycles complete at 20x speed within two seconds"
