@@ -43,6 +43,28 @@ def _lookup(data: Any, loc: tuple[str | int, ...]) -> tuple[bool, Any]:
     return True, data
 
 
+def _user_loc(loc: tuple[str | int, ...], data: Any) -> tuple[str | int, ...]:
+    """The location as the user wrote it. pydantic adds the tag of a discriminated union or the
+    name of a validator (`state.code.codes[1]` for what the user wrote as `state.codes[1]`):
+    drop a part the user's data does not have when the next part is there."""
+    parts = [p for p in loc if not (isinstance(p, str) and p.startswith("function-"))]
+    out: list[str | int] = []
+    i = 0
+    while i < len(parts):
+        part = parts[i]
+        found, value = _lookup(data, (part,)) if data is not None else (True, None)
+        if found:
+            out.append(part)
+            data = value
+        elif i + 1 < len(parts) and isinstance(part, str) and _lookup(data, (parts[i + 1],))[0]:
+            pass  # a part pydantic added: skip it
+        else:
+            out.extend(parts[i:])
+            break
+        i += 1
+    return tuple(out)
+
+
 def describe(
     err: ValidationError,
     *,
@@ -58,8 +80,7 @@ def describe(
     """
     problems = []
     for e in err.errors(include_url=False):
-        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        # pydantic puts the union member or tag in the location: drop non-key parts it adds.
+        loc = _user_loc(e["loc"], file_data)
         key = key_path(loc)
         got = f" (got {e['input']!r})" if e["type"] != "missing" and "input" in e else ""
         origin = ""

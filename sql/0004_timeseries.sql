@@ -247,8 +247,10 @@ BEGIN
 END
 $$;
 
--- Downtime upserts by event: within a batch the end record wins over the start; a stored event
--- that already has its end is never changed again (replays and late starts change nothing).
+-- Downtime upserts by event: within a batch the end record wins over the start; an open event
+-- takes its end or a reason code that arrived after the start (the edge re-sends the start
+-- with it); a stored event that already has its end is never changed again (replays and late
+-- starts change nothing).
 CREATE FUNCTION mes.write_downtime_event() RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -265,7 +267,8 @@ BEGIN
            organization_id, plant_id, machine_id, event_id, started_at, ended_at, state,
            reason_code, category, micro_stop, mes.tenant_user(), mes.tenant_user()
     FROM ONLY pg_temp.stage_downtime_event
-    ORDER BY machine_id, started_at, event_id, ended_at IS NULL, ended_at DESC
+    ORDER BY machine_id, started_at, event_id, ended_at IS NULL, ended_at DESC,
+             reason_code IS NULL
     ON CONFLICT (machine_id, started_at, event_id) DO UPDATE
         SET ended_at = excluded.ended_at,
             state = excluded.state,
@@ -274,7 +277,10 @@ BEGIN
             micro_stop = excluded.micro_stop,
             updated_at = now(),
             updated_by = excluded.updated_by
-        WHERE t.ended_at IS NULL AND excluded.ended_at IS NOT NULL;
+        WHERE t.ended_at IS NULL
+          AND (excluded.ended_at IS NOT NULL
+               OR excluded.reason_code IS DISTINCT FROM t.reason_code
+               AND excluded.reason_code IS NOT NULL);
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END

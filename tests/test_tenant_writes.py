@@ -103,6 +103,19 @@ def test_downtime_upsert_end_before_start_is_kept(app: psycopg.Connection,
         got = app.execute("SELECT ended_at, reason_code FROM mes.v_downtime_event "
                           "WHERE event_id = %s", (event2,)).fetchall()
     assert n == 1 and got == [(end, "E9")]
+    # A reason that arrives after the start (the edge re-sends the open event) is taken;
+    # a replay of the bare start does not erase it.
+    event3 = uuid.uuid4()
+    bare = (a.id, p, m, event3, start, None, "fault", None, "unplanned", None)
+    with tenant_transaction(app, Tenant(a.id)):
+        write_staged(app, "downtime_event", [bare])
+    with tenant_transaction(app, Tenant(a.id)):
+        assert write_staged(app, "downtime_event", [(*bare[:7], "E3", *bare[8:])]) == 1
+    with tenant_transaction(app, Tenant(a.id)):
+        assert write_staged(app, "downtime_event", [bare]) == 0
+        got = app.execute("SELECT ended_at, reason_code FROM mes.v_downtime_event "
+                          "WHERE event_id = %s", (event3,)).fetchall()
+    assert got == [(None, "E3")]
 
 
 @pytest.mark.parametrize("case", ["other_org_row", "other_org_machine", "other_plant",
