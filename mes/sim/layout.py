@@ -136,9 +136,10 @@ STATUS_BITS: tuple[MachineState, ...] = (
 )
 
 
-def reason_code(reason: Reason) -> str:
-    """The reason code as the wire carries it (a string): the register value in decimal."""
-    return str(int(reason))
+def reason_code(reason: int) -> str | None:
+    """The reason code the shipped tag map publishes for a reason register value (its name,
+    e.g. 103 -> "jam"); None for 0, which means no reason."""
+    return Reason(reason).name.lower() if reason else None
 
 
 class Table(StrEnum):

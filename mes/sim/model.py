@@ -69,7 +69,7 @@ class StateChange:
     packml: int
     reason: int
     category: DowntimeCategory | None  # None for running
-    micro: bool  # a stop meant to be shorter than MICRO_STOP_S
+    micro: bool  # a stop that lasts (in whole steps) less than MICRO_STOP_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,11 +165,11 @@ class Machine:
         self.t += dt
         self._remaining -= dt
         if self._remaining <= 0:
-            events.append(self._transition())
+            events.append(self._transition(dt))
         self._update_analogs(dt)
         return events
 
-    def _transition(self) -> StateChange:
+    def _transition(self, dt: float) -> StateChange:
         if self.snapshot.state is not MachineState.RUNNING:
             self._remaining = self._draw(RUNNING_S)
             self._enter(MachineState.RUNNING, Reason.NONE)
@@ -185,10 +185,11 @@ class Machine:
             state, reason = kind.states[0], self._rng.choice(kind.reasons)
         self._remaining = self._draw(kind.duration_s)
         self._enter(state, reason)
+        # The stop is seen for whole steps: a micro-stop by what clients see, not by the draw.
+        shown_s = math.ceil(self._remaining / dt - 1e-9) * dt
         s = self.snapshot
         return StateChange(
-            self.index, state, s.packml, s.reason, CATEGORY_OF_STATE[state],
-            self._remaining < MICRO_STOP_S,
+            self.index, state, s.packml, s.reason, CATEGORY_OF_STATE[state], shown_s < MICRO_STOP_S
         )
 
     def _enter(self, state: MachineState, reason: Reason) -> None:

@@ -7,7 +7,8 @@ seconds since the start, the same for the same seed and options whatever the wal
 - `start`: a run began: seed, speed, tick, machines, ports. A restarted simulator appends a
   new run to the same file.
 - `state`: `machine` entered `state` (canonical), showing `packml` on the state register and
-  `reason` on the reason register; `category` planned/unplanned (null for running); `micro`
+  `reason` on the reason register (`reason_code`: what the shipped tag map publishes for it,
+  layout.reason_code); `category` planned/unplanned (null for running); `micro`
   true for a stop meant to be a micro-stop.
 - `cycle`: `machine` completed a cycle; `counter` is the raw 16-bit register value, `total`
   the true number of cycles since the start, `parts` the parts counter.
@@ -23,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from mes.sim.layout import machine_code
+from mes.sim.layout import machine_code, reason_code
 from mes.sim.model import Cycle, Event
 
 
@@ -46,6 +47,7 @@ def _event_record(event: Event, ts: str, sim_t: float) -> dict[str, Any]:
         "state": event.state.value,
         "packml": event.packml,
         "reason": event.reason,
+        "reason_code": reason_code(event.reason),
         "category": event.category.value if event.category else None,
         "micro": event.micro,
     }

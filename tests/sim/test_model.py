@@ -6,7 +6,7 @@ from itertools import pairwise
 
 from core.wire import MachineState
 from mes.sim.layout import CATEGORY_OF_STATE, PACKML_OF_STATE, STATE_OF_REASON, Reason
-from mes.sim.model import CYCLE_COUNTER_MODULUS, Cycle, Plant, StateChange
+from mes.sim.model import CYCLE_COUNTER_MODULUS, MICRO_STOP_S, Cycle, Plant, StateChange
 
 STOP_STATES = set(MachineState) - {MachineState.RUNNING, MachineState.OFFLINE}
 
@@ -82,3 +82,16 @@ def test_min_dwell_makes_every_state_last_long_enough() -> None:
                 assert e.machine not in entered or step - entered[e.machine] >= 12
                 assert not e.micro
                 entered[e.machine] = step
+
+
+def test_micro_flag_is_what_clients_see_in_whole_steps() -> None:
+    plant = Plant(4, 9)
+    dt = 1.5
+    changes: list[tuple[int, StateChange]] = []
+    for step in range(3000):
+        changes += [(step, e) for e in plant.step(dt) if isinstance(e, StateChange)]
+    for m in range(4):
+        mine = [(step, e) for step, e in changes if e.machine == m]
+        for (start, stop), (end, _) in pairwise(mine):
+            assert stop.micro == ((end - start) * dt < MICRO_STOP_S)
+    assert any(e.micro for _, e in changes)
