@@ -1,0 +1,316 @@
+"""The agent's tag map: gateway identity, broker, outbox, devices, and machines with their tags.
+
+One file (YAML or TOML) configures an agent. Every section is a typed model with `extra=forbid`
+that owns its defaults; `load_agent_config` turns any problem into a ConfigError naming the
+file, the key path (`machines[2].tags.speed.word_order`) and what was expected. A tag's address
+takes the shape of its machine's device: Modbus (`table`, `address`, `type`, ...) or OPC UA
+(`node_id`). See config/edge/examples/ for complete maps and docs in each model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from core.config_errors import ConfigError, describe, key_path
+from core.wire import CODE_PATTERN
+from edge_agent.drivers.base import BoundTag, DeviceConfig
+from edge_agent.drivers.modbus_config import ModbusDevice, ModbusTag, ModbusType
+from edge_agent.drivers.modbus_plan import PlanError, plan_reads
+from edge_agent.drivers.opcua_config import OpcUaDevice, OpcUaTag
+from edge_agent.publish_config import BrokerConfig, OutboxConfig
+from edge_agent.rules import MachineRules
+
+TagConfig = ModbusTag | OpcUaTag
+_TAGS_BY_PROTOCOL = {
+    "modbus": TypeAdapter(dict[str, ModbusTag]),
+    "opcua": TypeAdapter(dict[str, OpcUaTag]),
+}
+_DEVICE_MODELS: dict[str, type[ModbusDevice] | type[OpcUaDevice]] = {
+    "modbus": ModbusDevice,
+    "opcua": OpcUaDevice,
+}
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+def _located(err: Any, prefix: tuple[str | int, ...]) -> InitErrorDetails:
+    """A pydantic error again, its location under `prefix`."""
+    return InitErrorDetails(
+        type=err["type"], loc=(*prefix, *err["loc"]), input=err.get("input"), ctx=err.get("ctx", {})
+    )
+
+
+class GatewayIdentity(BaseModel):
+    """Who publishes: codes registered in the centre (`[a-z0-9][a-z0-9-]{0,62}`)."""
+
+    model_config = _STRICT
+
+    org: str = Field(pattern=CODE_PATTERN)
+    plant: str = Field(pattern=CODE_PATTERN)
+    gateway: str = Field(pattern=CODE_PATTERN)
+
+
+class MachineConfig(BaseModel):
+    """A machine: the device its tags are read from, the tags, and its state rules."""
+
+    model_config = _STRICT
+
+    code: str = Field(min_length=1, max_length=64)
+    name: str | None = None
+    device: str = Field(min_length=1)
+    tags: dict[str, TagConfig] = Field(min_length=1)
+    rules: MachineRules
+
+    @field_validator("tags", mode="wrap")
+    @classmethod
+    def _tags_of_device_protocol(
+        cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+    ) -> Any:
+        protocols = (info.context or {}).get("protocols")
+        if protocols is None:  # validated on its own, not as part of an AgentConfig
+            return handler(value)
+        adapter = _TAGS_BY_PROTOCOL.get(protocols.get(info.data.get("device")))
+        if adapter is None:
+            # The device is unknown or itself invalid, an error reported on its own; without
+            # its protocol the tags cannot be checked, and the config is refused regardless.
+            return value
+        tags = adapter.validate_python(value, context=info.context)
+        if not tags:
+            raise ValueError("a machine needs at least one tag")
+        for name in tags:
+            if not 1 <= len(name) <= 128:
+                raise ValueError(f"tag name {name!r} must be 1 to 128 characters")
+        return tags
+
+
+class AgentConfig(BaseModel):
+    """The whole tag map of one agent."""
+
+    model_config = _STRICT
+
+    gateway: GatewayIdentity
+    broker: BrokerConfig
+    outbox: OutboxConfig
+    devices: list[DeviceConfig] = Field(min_length=1)
+    machines: list[MachineConfig] = Field(min_length=1)
+
+    @field_validator("devices", mode="wrap")
+    @classmethod
+    def _devices_by_protocol(
+        cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+    ) -> Any:
+        """Validate each device by its `protocol`, keeping key paths free of union tags."""
+        if not isinstance(value, list):
+            return handler(value)
+        devices: list[Any] = []
+        errors: list[InitErrorDetails] = []
+        for i, item in enumerate(value):
+            raw = (
+                item.get("protocol") if isinstance(item, dict) else getattr(item, "protocol", None)
+            )
+            model = _DEVICE_MODELS.get(raw) if isinstance(raw, str) else None
+            if model is None:
+                expected = PydanticCustomError("protocol", "expected 'modbus' or 'opcua'")
+                errors.append(InitErrorDetails(type=expected, loc=(i, "protocol"), input=raw))
+                continue
+            try:
+                devices.append(model.model_validate(item, context=info.context))
+            except ValidationError as e:
+                errors += [_located(err, (i,)) for err in e.errors()]
+        if errors:
+            raise ValidationError.from_exception_data("devices", errors)
+        return handler(devices)
+
+    @classmethod
+    def model_validate(cls, obj: Any, *, context: dict[str, Any] | None = None,
+                       **kwargs: Any) -> AgentConfig:  # fmt: skip
+        """Validate, giving each machine's tags the shape of its device's protocol."""
+        ctx = {"protocols": _device_protocols(obj), **(context or {})}
+        return super().model_validate(obj, context=ctx, **kwargs)
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> AgentConfig:
+        problems = list(_reference_problems(self))
+        if problems:
+            raise ValidationError.from_exception_data(
+                "AgentConfig",
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError("reference", msg), loc=loc, input=None
+                    )
+                    for loc, msg in problems
+                ],
+            )
+        return self
+
+    def bound_tags(self, device: str) -> list[BoundTag]:
+        """Every tag read from `device`, bound to its machine, in map order."""
+        return [
+            BoundTag(m.code, name, address)
+            for m in self.machines
+            if m.device == device
+            for name, address in m.tags.items()
+        ]
+
+    def config_hash(self) -> str:
+        """A stable hash of the normalised config (defaults filled in), for the birth message."""
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _device_protocols(obj: Any) -> dict[str, str]:
+    """Device name -> protocol, read leniently from raw input (validation reports the rest)."""
+    devices = obj.get("devices") if isinstance(obj, dict) else None
+    out: dict[str, str] = {}
+    for d in devices if isinstance(devices, list) else []:
+        if isinstance(d, dict) and isinstance(d.get("name"), str) and d.get("protocol") in (
+            "modbus", "opcua"
+        ):  # fmt: skip
+            out.setdefault(d["name"], d["protocol"])
+        elif isinstance(d, ModbusDevice | OpcUaDevice):
+            out.setdefault(d.name, d.protocol)
+    return out
+
+
+Loc = tuple[str | int, ...]
+
+
+def _reference_problems(config: AgentConfig) -> Iterator[tuple[Loc, str]]:
+    seen: dict[str, int] = {}
+    for i, d in enumerate(config.devices):
+        if d.name in seen:
+            yield (
+                ("devices", i, "name"),
+                f"duplicate device name {d.name!r} (see devices[{seen[d.name]}])",
+            )
+        seen.setdefault(d.name, i)
+    codes: dict[str, int] = {}
+    for i, m in enumerate(config.machines):
+        if m.code in codes:
+            yield (
+                ("machines", i, "code"),
+                f"duplicate machine code {m.code!r} (see machines[{codes[m.code]}])",
+            )
+        codes.setdefault(m.code, i)
+        if m.device not in seen:
+            yield (
+                ("machines", i, "device"),
+                (f"unknown device {m.device!r}; expected one of: {', '.join(sorted(seen))}"),
+            )
+            continue
+        for tag in sorted(m.rules.referenced_tags() - m.tags.keys()):
+            yield (
+                ("machines", i, "rules"),
+                (f"tag {tag!r} is used by the rules but not defined in machines[{i}].tags"),
+            )
+    for device in config.devices:
+        if isinstance(device, ModbusDevice):
+            yield from _modbus_problems(config, device)
+
+
+def _modbus_problems(config: AgentConfig, device: ModbusDevice) -> Iterator[tuple[Loc, str]]:
+    """Tags the device cannot read in one request, and overlaps that cannot both be right."""
+    where: list[Loc] = []
+    tags: list[ModbusTag] = []
+    for i, m in enumerate(config.machines):
+        if m.device != device.name:
+            continue
+        for name, t in m.tags.items():
+            if isinstance(t, ModbusTag):
+                where.append(("machines", i, "tags", name))
+                tags.append(t)
+    try:
+        plan_reads(device, tags)
+    except PlanError as e:
+        yield where[e.index], f"{e} (device {device.name!r})"
+    groups: dict[tuple[int, str], list[int]] = defaultdict(list)
+    for k, t in enumerate(tags):
+        groups[(t.unit_id if t.unit_id is not None else device.unit_id, t.table)].append(k)
+    for (unit, table), members in groups.items():
+        members.sort(key=lambda k: tags[k].address)
+        widest = members[0]  # the tag reaching furthest so far
+        for b in members[1:]:
+            ta, tb = tags[widest], tags[b]
+            overlap = tb.address < ta.address + ta.count
+            shared_word = ModbusType.BIT in (ta.type, tb.type) or ta == tb
+            if overlap and not shared_word:
+                yield (
+                    where[b] + ("address",),
+                    (
+                        f"{table} {tb.address} (unit {unit}) overlaps {key_path(where[widest])} "
+                        f"({ta.type.value} at {ta.address}); only 'bit' tags may share a register"
+                    ),
+                )
+            if tb.address + tb.count > ta.address + ta.count:
+                widest = b
+
+
+def load_agent_config(path: str | Path) -> AgentConfig:
+    """Read and validate a tag map (`.yaml`, `.yml` or `.toml`); relative paths in it are
+    relative to its folder. Raises ConfigError naming the file and key path of each problem."""
+    path = Path(path)
+    data = _read(path)
+    try:
+        config = AgentConfig.model_validate(data, context={"base_dir": path.parent})
+    except ValidationError as e:
+        raise describe(e, file=path, file_data=data) from None
+    return _resolve_paths(config, path.parent)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError([f"cannot read the file: {e.strerror or e}"], path) from None
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text)
+        elif suffix == ".toml":
+            data = tomllib.loads(text)
+        else:
+            raise ConfigError([f"unknown format {suffix!r}: expected .yaml, .yml or .toml"], path)
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError([f"not valid {suffix.lstrip('.').upper()}: {e}"], path) from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            ["(top level): expected a mapping of sections (gateway, broker, ...)"], path
+        )
+    return data
+
+
+def _resolve_paths(config: AgentConfig, base: Path) -> AgentConfig:
+    """Outbox and broker TLS paths relative to the tag map's folder, like certificate paths."""
+
+    def rel(p: Path | None) -> Path | None:
+        return p if p is None or p.is_absolute() else base / p
+
+    tls = config.broker.tls
+    broker = config.broker.model_copy(
+        update={
+            "tls": tls.model_copy(
+                update={n: rel(getattr(tls, n)) for n in ("ca_file", "cert_file", "key_file")}
+            )
+        }
+    )
+    outbox = config.outbox.model_copy(update={"path": rel(config.outbox.path)})
+    return config.model_copy(update={"broker": broker, "outbox": outbox})
