@@ -19,6 +19,7 @@ COMMANDS = [
     "mes.db_cli",
     "mes.demo",
     "mes.sim.cli",
+    "edge_agent.cli",
 ]
 
 
