@@ -4,6 +4,7 @@ proxy that can withhold the broker's acknowledgements.
 
 from __future__ import annotations
 
+import contextlib
 import selectors
 import socket
 import threading
@@ -149,7 +150,11 @@ class AckHoldingProxy:
 
     def _accept(self) -> None:
         client, _ = self._listen.accept()
-        upstream = socket.create_connection((LOOPBACK, self._target))
+        try:
+            upstream = socket.create_connection((LOOPBACK, self._target))
+        except OSError:  # the broker is down: the client sees its connection closed
+            client.close()
+            return
         self._peer[client], self._peer[upstream] = upstream, client
         if self.hold:
             self._held[upstream] = bytearray()
@@ -175,7 +180,10 @@ class AckHoldingProxy:
                 return
             data = bytes(buf[:size])
             self._held[sock] = None
-        peer.sendall(data)
+        try:
+            peer.sendall(data)
+        except OSError:
+            self._drop(sock)
 
     def _drop(self, sock: socket.socket) -> None:
         for s in (sock, self._peer.pop(sock, None)):
@@ -183,7 +191,8 @@ class AckHoldingProxy:
                 continue
             self._peer.pop(s, None)
             self._held.pop(s, None)
-            self._sel.unregister(s)
+            with contextlib.suppress(KeyError, ValueError):
+                self._sel.unregister(s)
             s.close()
 
     def close(self) -> None:
