@@ -16,7 +16,7 @@ from edge_agent.tagmap import AgentConfig, load_agent_config
 
 
 async def read_all(config: AgentConfig) -> list[tuple[str, TagReading]]:
-    """(device, reading) for every tag of the map, all devices read concurrently."""
+    """(device, reading) for every tag, in map order; all devices are read concurrently."""
     drivers = [
         make_driver(device, tags)
         for device in config.devices
@@ -30,7 +30,10 @@ async def read_all(config: AgentConfig) -> list[tuple[str, TagReading]]:
             await driver.close()
 
     results = await asyncio.gather(*(one(d) for d in drivers))
-    return [row for rows in results for row in rows]
+    order = {(m.code, tag): i for i, (m, tag) in enumerate(
+        (m, tag) for m in config.machines for tag in m.tags)}  # fmt: skip
+    return sorted((row for rows in results for row in rows),
+                  key=lambda row: order[(row[1].machine, row[1].tag)])  # fmt: skip
 
 
 def format_table(rows: Sequence[tuple[str, TagReading]]) -> str:

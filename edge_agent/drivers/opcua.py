@@ -93,7 +93,7 @@ class OpcUaDriver:
         try:
             client = await self._ensure_client()
             readings = await self._read(client, list(self._by_node))
-        except (OSError, TimeoutError, ConnectionError, ua.UaError) as e:
+        except Exception as e:  # any failure of this device is its tags' error, not the caller's
             await self.close()
             readings = failed(self._tags, _describe(e))
         self._health.record(readings)
