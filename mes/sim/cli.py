@@ -26,6 +26,7 @@ from core.config_errors import ConfigError, describe
 from core.logging import configure
 from mes.sim.config import SimConfig
 from mes.sim.runner import Simulator
+from mes.sim.tagmap import render
 
 # CLI option -> SimConfig field; options not given leave the field's default.
 _FIELDS = {
@@ -80,13 +81,14 @@ def build(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="sim_command", metavar="SUBCOMMAND")
     t = sub.add_parser("tagmap", help="print the edge agent tag map (YAML) for the simulator")
     add_options(t)
+    t.add_argument("--state-rule", choices=("status", "packml"), default="status",
+                   help="status: exact code table on the status word (default); packml: the "
+                   "packml preset on the state register (blocked reads as starved)")
     t.set_defaults(func=tagmap)
 
 
 def tagmap(args: argparse.Namespace) -> int:
-    from mes.sim.tagmap import render  # needs the agent's schema: imported only here
-
-    sys.stdout.write(render(config_from(args)))
+    sys.stdout.write(render(config_from(args), state_rule=args.state_rule))
     return 0
 
 
