@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -117,8 +117,12 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError([f"not valid TOML: {e}"], path) from None
 
 
-def load_settings(config_file: str | Path | None = None) -> Settings:
-    """Read settings from `config_file` (or $MES_CONFIG) and the environment.
+S = TypeVar("S", bound=Settings)
+
+
+def load_settings(config_file: str | Path | None = None, cls: type[S] = Settings) -> S:  # type: ignore[assignment]
+    """Read settings of model `cls` (a Settings subclass with more sections, for a service)
+    from `config_file` (or $MES_CONFIG) and the environment.
 
     `DATABASE_URL` is accepted for `database.url` when `MES_DATABASE__URL` is not set.
     """
@@ -135,6 +139,6 @@ def load_settings(config_file: str | Path | None = None) -> Settings:
             ) from None
         values["database"] = {**values.get("database", {}), "url": url}
     try:
-        return Settings(**values)
+        return cls(**values)
     except ValidationError as e:
         raise describe(e, file=path, file_data=file_data, env_prefix=ENV_PREFIX) from None

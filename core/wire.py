@@ -169,6 +169,7 @@ ENVELOPES: dict[Kind, type[Envelope]] = {
     e.kind: e for e in (StateEnvelope, DowntimeEnvelope, CounterEnvelope, TelemetryEnvelope)
 }
 _DECODERS = {kind: msgspec.json.Decoder(cls) for kind, cls in ENVELOPES.items()}
+_STATUS_DECODER = msgspec.json.Decoder(GatewayStatus)
 _ENCODER = msgspec.json.Encoder()
 
 
@@ -221,6 +222,16 @@ def decode(kind: Kind, payload: bytes) -> Envelope:
         raise WireError("bad_kind", f"no records are carried on {kind.value!r} topics")
     try:
         return decoder.decode(payload)
+    except msgspec.ValidationError as e:
+        raise WireError("invalid", str(e)) from None
+    except msgspec.DecodeError as e:
+        raise WireError("malformed", str(e)) from None
+
+
+def decode_status(payload: bytes) -> GatewayStatus:
+    """Decode a `status` topic payload (birth or last will); raises WireError."""
+    try:
+        return _STATUS_DECODER.decode(payload)
     except msgspec.ValidationError as e:
         raise WireError("invalid", str(e)) from None
     except msgspec.DecodeError as e:
