@@ -126,6 +126,7 @@ class Outbox:
         self._ack_buf: list[int] = []
         self._acked: set[int] = set()
         self._rotation: deque[Kind] = deque(RECORD_KINDS)
+        self._exhausted: set[Kind] = set()  # kinds with no due record left until the next tick
         self._decoders = {k: msgspec.json.Decoder(list[t]) for k, t in RECORD_TYPES.items()}
         self._encoder = msgspec.json.Encoder()
         self._lock_file = _lock(config)
@@ -204,6 +205,7 @@ class Outbox:
         self._commit()
         with self._db_lock:
             self._due_id = self._max_record_id()
+            self._exhausted.clear()
 
     def assemble(
         self,
@@ -223,7 +225,9 @@ class Outbox:
         """
         out: list[StoredMessage] = []
         with self._db_lock:
-            empty: set[Kind] = set(skip_kinds)
+            empty = self._exhausted | set(skip_kinds)
+            if n <= 0 or empty.issuperset(RECORD_KINDS):
+                return out  # the common case between ticks: no transaction at all
             seq = self._next_seq
             self._conn.execute("BEGIN IMMEDIATE")
             try:
@@ -234,6 +238,7 @@ class Outbox:
                     msg = self._assemble_one(kind, seq + len(out), max_records, max_bytes)
                     if msg is None:
                         empty.add(kind)
+                        self._exhausted.add(kind)
                         continue
                     out.append(msg)
                     self._rotation.remove(kind)

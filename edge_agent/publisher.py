@@ -92,7 +92,11 @@ class Backoff:
 
 
 class Publisher:
-    """Publishes one gateway's outbox to the broker until `stop()`."""
+    """Publishes one gateway's outbox to the broker until `stop()`.
+
+    `start()` after opening the outbox; `stop()` before closing it. The counters (`stats()`)
+    are for metrics and may be read from any thread.
+    """
 
     def __init__(
         self,
@@ -146,7 +150,8 @@ class Publisher:
         outbox for the next start."""
         self._drain_timeout = drain_timeout
         self._stopping.set()
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
 
     @property
     def connected(self) -> bool:

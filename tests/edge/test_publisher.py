@@ -27,6 +27,7 @@ from tests.edge.mqtt_helpers import (
     AckHoldingProxy,
     Collector,
     counter,
+    make_tls_files,
     state,
     telemetry,
     wait_until,
@@ -259,3 +260,40 @@ def test_sigkill_replays_unacknowledged_messages_and_seq_continues(
     finally:
         collector.close()
         proxy.close()
+
+
+def test_tls_and_password(
+    broker_factory: Callable[..., BrokerServer],
+    readable_dir: Path,
+    outbox: Outbox,
+    run_publisher: Callable[..., Publisher],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    passwd_tool = shutil.which("mosquitto_passwd")
+    if passwd_tool is None:
+        pytest.skip("needs mosquitto_passwd to make the broker's password file")
+    ca, cert, key = make_tls_files(readable_dir)
+    passwd = readable_dir / "passwd"
+    subprocess.run([passwd_tool, "-c", "-b", str(passwd), GATEWAY, "s3cret"], check=True)
+    passwd.chmod(0o644)
+    broker = broker_factory(
+        extra_conf=f"certfile {cert}\nkeyfile {key}\npassword_file {passwd}\n"
+        "allow_anonymous false\n"
+    )
+    require_mosquitto(broker)
+    collector = Collector(broker.host, broker.port, ca_file=ca, auth=(GATEWAY, "s3cret"))
+    try:
+        outbox.add_many(state("m-0", i) for i in range(3))
+        secure = {"tls": {"enabled": True, "ca_file": ca}, "username": GATEWAY}
+        wrong = run_publisher(
+            broker_config(broker.port, **secure, password="nope", client_id="wrong-password")
+        )
+        wait_until(lambda: "refused the connection" in caplog.text, 10, "the refusal")
+        assert wrong.stats().connects == 0
+        wrong.stop(drain_timeout=0)
+        publisher = run_publisher(broker_config(broker.port, **secure, password="s3cret"))
+        wait_until(drained(outbox, publisher), 20, "the outbox to drain")
+        wait_until(lambda: len(collector.records()) == 3, 10, "the records")
+        assert collector.records() == [state("m-0", i) for i in range(3)]
+    finally:
+        collector.close()
