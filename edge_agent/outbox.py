@@ -28,7 +28,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -166,13 +166,18 @@ class Outbox:
         """Hand one record over; durable after the next group commit (or `flush()`)."""
         self.add_many((record,))
 
-    def add_many(self, records: Iterable[Record]) -> None:
-        """Hand several records over at once."""
+    def add_many(
+        self, records: Iterable[Record], *, state: Mapping[str, Any] | None = None
+    ) -> None:
+        """Hand several records over at once; `state` (key -> JSON-able value, as `put_state`)
+        is kept in the same group commit as them, so neither survives a crash without the other."""
         now = self._clock()
         rows = [(KIND_OF[type(r)].value, now, self._encoder.encode(r)) for r in records]
+        states = {k: self._encoder.encode(v) for k, v in (state or {}).items()}
         with self._buf_lock:
             self._buf.extend(rows)
             self._buf_bytes += sum(len(r[2]) for r in rows)
+            self._state_buf.update(states)
 
     def put_state(self, key: str, value: Any) -> None:
         """Keep a JSON-able value under `key`; committed with the next group, like records."""
