@@ -1,0 +1,140 @@
+"""The agent's Prometheus metrics, read from its parts when scraped (`/metrics`).
+
+A custom collector: nothing is counted twice or on the hot path; drivers, publisher and outbox
+keep their own counters and this reads them at scrape time.
+
+| metric | labels | what |
+| --- | --- | --- |
+| `mes_edge_reads_total` | device | tag values read |
+| `mes_edge_read_errors_total` | device | tag reads that failed |
+| `mes_edge_requests_total` | device | protocol requests issued |
+| `mes_edge_read_latency_seconds` | device | the last request's round trip |
+| `mes_edge_device_connected` | device | 1 while every connection of the device is up |
+| `mes_edge_machine_state` | machine, state | 1 for the machine's current state |
+| `mes_edge_values_total` | | tag values handed to the trackers |
+| `mes_edge_records_total` | kind | records handed to the outbox |
+| `mes_edge_messages_published_total`, `..._acked_total` | | MQTT messages sent, PUBACKed |
+| `mes_edge_records_acked_total` | | records in acknowledged messages |
+| `mes_edge_publish_refused_total` | | publishes the broker refused (MQTT 5 reason code) |
+| `mes_edge_publish_rate` | | messages acknowledged per second (last 10 s) |
+| `mes_edge_broker_connected` | | 1 while connected to the broker |
+| `mes_edge_broker_state` | state | 1 for the connection's state |
+| `mes_edge_outbox_records`, `..._messages`, `..._bytes` | | what the outbox holds |
+| `mes_edge_outbox_oldest_age_seconds` | | age of the oldest data held (0 when empty) |
+| `mes_edge_outbox_dropped_records_total` | kind | records dropped at the outbox's bound |
+| `mes_edge_driver_restarts_total` | | drivers that failed and were started again |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from core.wire import MachineState
+from edge_agent.outbox import RECORD_KINDS
+from edge_agent.publisher import ConnectionState
+
+if TYPE_CHECKING:
+    from edge_agent.agent import EdgeAgent
+
+_P = "mes_edge_"
+
+
+class AgentCollector(Collector):
+    """Yields the metrics of the table above for one agent."""
+
+    def __init__(self, agent: EdgeAgent) -> None:
+        self._agent = agent
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._devices()
+        yield from self._machines()
+        yield from self._publishing()
+        yield from self._outbox()
+
+    def _devices(self) -> Iterator[Metric]:
+        reads = CounterMetricFamily(_P + "reads", "Tag values read", labels=["device"])
+        errors = CounterMetricFamily(_P + "read_errors", "Tag reads that failed", labels=["device"])
+        requests = CounterMetricFamily(
+            _P + "requests", "Protocol requests issued", labels=["device"]
+        )
+        latency = GaugeMetricFamily(
+            _P + "read_latency_seconds", "Round trip of the last request", labels=["device"]
+        )
+        connected = GaugeMetricFamily(
+            _P + "device_connected", "1 while the device's connections are up", labels=["device"]
+        )
+        for name, driver in self._agent.drivers.items():
+            h = driver.health()
+            reads.add_metric([name], h.reads)
+            errors.add_metric([name], h.read_errors)
+            requests.add_metric([name], h.requests)
+            if h.last_latency_s is not None:
+                latency.add_metric([name], h.last_latency_s)
+            connected.add_metric([name], 1.0 if h.connected else 0.0)
+        restarts = CounterMetricFamily(
+            _P + "driver_restarts", "Drivers that failed and were started again"
+        )
+        restarts.add_metric([], self._agent.driver_restarts)
+        yield from (reads, errors, requests, latency, connected, restarts)
+
+    def _machines(self) -> Iterator[Metric]:
+        state = GaugeMetricFamily(
+            _P + "machine_state", "1 for the machine's current state", labels=["machine", "state"]
+        )
+        for code, current in self._agent.machine_states().items():
+            for s in MachineState:
+                state.add_metric([code, s.value], 1.0 if s is current else 0.0)
+        values = CounterMetricFamily(_P + "values", "Tag values handed to the trackers")
+        values.add_metric([], self._agent.values_in)
+        records = CounterMetricFamily(
+            _P + "records", "Records handed to the outbox", labels=["kind"]
+        )
+        for kind in RECORD_KINDS:
+            records.add_metric([kind.value], self._agent.records_out[kind])
+        yield from (state, values, records)
+
+    def _publishing(self) -> Iterator[Metric]:
+        s = self._agent.publisher.stats()
+        for name, doc, value in (
+            ("messages_published", "MQTT messages sent", s.published),
+            ("messages_acked", "MQTT messages acknowledged (PUBACK)", s.acked),
+            ("records_acked", "Records in acknowledged messages", s.acked_records),
+            ("publish_refused", "Publishes the broker refused with a reason code", s.refused),
+        ):
+            c = CounterMetricFamily(_P + name, doc)
+            c.add_metric([], value)
+            yield c
+        rate = GaugeMetricFamily(_P + "publish_rate", "Messages acknowledged per second (10 s)")
+        rate.add_metric([], s.publish_rate)
+        up = GaugeMetricFamily(_P + "broker_connected", "1 while connected to the broker")
+        up.add_metric([], 1.0 if s.state is ConnectionState.CONNECTED else 0.0)
+        state = GaugeMetricFamily(
+            _P + "broker_state", "1 for the broker connection's state", labels=["state"]
+        )
+        for cs in ConnectionState:
+            state.add_metric([cs.value], 1.0 if cs is s.state else 0.0)
+        yield from (rate, up, state)
+
+    def _outbox(self) -> Iterator[Metric]:
+        outbox = self._agent.outbox
+        depth = outbox.depth()
+        for name, doc, value in (
+            ("outbox_records", "Records waiting to be put into messages", depth.records),
+            ("outbox_messages", "Messages stored, not yet acknowledged", depth.messages),
+            ("outbox_bytes", "Payload bytes the outbox holds", depth.bytes),
+            ("outbox_oldest_age_seconds", "Age of the oldest data held", depth.oldest_age_s or 0),
+        ):
+            g = GaugeMetricFamily(_P + name, doc)
+            g.add_metric([], value)
+            yield g
+        dropped = CounterMetricFamily(
+            _P + "outbox_dropped_records", "Records dropped at the outbox's bound", labels=["kind"]
+        )
+        counts = outbox.dropped
+        for kind in RECORD_KINDS:
+            dropped.add_metric([kind.value], counts.get(kind, 0))
+        yield dropped
