@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 _NOT_AUTHORIZED = 135
 _MAX_LOOP_WAIT_S = 0.25
+_CONNACK_TIMEOUT_S = 10.0
 _RATE_WINDOW_S = 10
 
 
@@ -225,7 +226,7 @@ class Publisher:
             )
             return
         self.state = ConnectionState.CONNECTING
-        self._connect_deadline = time.monotonic() + max(10.0, b.keepalive_s)
+        self._connect_deadline = time.monotonic() + _CONNACK_TIMEOUT_S
 
     def _lost(self) -> None:
         if self.state is ConnectionState.DISCONNECTED:

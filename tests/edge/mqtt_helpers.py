@@ -86,6 +86,7 @@ class Collector:
         port: int,
         *,
         persistent: bool = False,
+        v5: bool = True,
         ca_file: Path | None = None,
         auth: tuple[str, str] | None = None,
     ) -> None:
@@ -94,7 +95,9 @@ class Collector:
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
         self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"collector-{free_port()}", protocol=mqtt.MQTTv5
+            CallbackAPIVersion.VERSION2,
+            client_id=f"collector-{free_port()}",
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
         )
         self._client.reconnect_delay_set(1, 2)
         if ca_file is not None:
@@ -108,7 +111,12 @@ class Collector:
         if persistent:
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = 600
-        self._client.connect(host, port, keepalive=10, clean_start=not persistent, properties=props)
+        if v5:
+            self._client.connect(
+                host, port, keepalive=10, clean_start=not persistent, properties=props
+            )
+        else:
+            self._client.connect(host, port, keepalive=10)
         self._client.loop_start()
         if not self._subscribed.wait(10):
             raise AssertionError("collector did not subscribe")

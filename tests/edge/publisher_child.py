@@ -1,6 +1,6 @@
 """A separate process over an outbox file, for the SIGKILL tests.
 
-    python -m tests.edge.publisher_child OUTBOX START COUNT [--flush] [--port PORT]
+    python -m tests.edge.publisher_child OUTBOX START COUNT [--flush] [--port PORT [--protocol P]]
 
 Hands counter records START..START+COUNT-1 (machines m-0..m-2) to the outbox. Without --port
 it prints `added` (after `flush()` with --flush) and waits to be killed. With --port it then
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from edge_agent.outbox import Outbox
-from edge_agent.publish_config import BrokerConfig, OutboxConfig
+from edge_agent.publish_config import BrokerConfig, MqttProtocol, OutboxConfig
 from edge_agent.publisher import Publisher
 from mes.services.ports import LOOPBACK
 from tests.edge.mqtt_helpers import GATEWAY, ORG, PLANT, counter
@@ -30,6 +30,7 @@ def main() -> None:
     p.add_argument("count", type=int)
     p.add_argument("--flush", action="store_true")
     p.add_argument("--port", type=int)
+    p.add_argument("--protocol", type=MqttProtocol, default=MqttProtocol.MQTT5)
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     outbox = Outbox.open(OutboxConfig(path=args.outbox), GATEWAY)
@@ -44,6 +45,7 @@ def main() -> None:
     broker = BrokerConfig(
         host=LOOPBACK,
         port=args.port,
+        protocol=args.protocol,
         flush_interval_s=0.1,
         max_records_per_message=5,
         max_inflight=10,

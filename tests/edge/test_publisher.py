@@ -96,7 +96,7 @@ def test_records_arrive_as_envelopes_with_consecutive_seq(
 ) -> None:
     if protocol is MqttProtocol.MQTT5:
         require_mosquitto(broker_server)
-    collector = Collector(broker_server.host, broker_server.port)
+    collector = Collector(broker_server.host, broker_server.port, v5=broker_server.supports_mqtt5)
     try:
         records = {
             Kind.STATE: [state(f"m-{i % 2}", i) for i in range(30)],
@@ -134,12 +134,19 @@ def test_records_arrive_as_envelopes_with_consecutive_seq(
 def test_a_full_inflight_window_loses_nothing(
     broker_server: BrokerServer, outbox: Outbox, run_publisher: Callable[..., Publisher]
 ) -> None:
-    collector = Collector(broker_server.host, broker_server.port)
+    collector = Collector(broker_server.host, broker_server.port, v5=broker_server.supports_mqtt5)
     try:
         outbox.add_many(counter("m-0", i) for i in range(300))
         outbox.flush()
         publisher = run_publisher(
-            broker_config(broker_server.port, max_inflight=2, max_records_per_message=1)
+            broker_config(
+                broker_server.port,
+                max_inflight=2,
+                max_records_per_message=1,
+                protocol=MqttProtocol.MQTT5
+                if broker_server.supports_mqtt5
+                else MqttProtocol.MQTT311,
+            )
         )
         wait_until(drained(outbox, publisher), 60, "the outbox to drain")
         wait_until(lambda: len(collector.snapshot()) >= 300, 10, "every message")
@@ -191,7 +198,9 @@ def readable_dir() -> Iterator[Path]:
     shutil.rmtree(path)
 
 
-def _child(outbox: Path, start: int, count: int, port: int) -> subprocess.Popen[str]:
+def _child(
+    outbox: Path, start: int, count: int, port: int, protocol: MqttProtocol
+) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -202,6 +211,8 @@ def _child(outbox: Path, start: int, count: int, port: int) -> subprocess.Popen[
             str(count),
             "--port",
             str(port),
+            "--protocol",
+            protocol.value,
         ],
         cwd=PROJECT_ROOT,
         stdout=subprocess.PIPE,
@@ -216,11 +227,12 @@ def test_sigkill_replays_unacknowledged_messages_and_seq_continues(
 ) -> None:
     broker = broker_factory()
     proxy = AckHoldingProxy(broker.port)
-    collector = Collector(broker.host, broker.port)
+    protocol = MqttProtocol.MQTT5 if broker.supports_mqtt5 else MqttProtocol.MQTT311
+    collector = Collector(broker.host, broker.port, v5=broker.supports_mqtt5)
     path = tmp_path / "outbox.sqlite"
     try:
         proxy.hold = True  # the first agent's messages reach the broker; no PUBACK comes back
-        first = _child(path, 0, 100, proxy.port)
+        first = _child(path, 0, 100, proxy.port, protocol)
         wait_until(lambda: len(collector.snapshot()) >= 5, 20, "messages in flight")
         os.kill(first.pid, signal.SIGKILL)
         first.wait()
@@ -232,7 +244,7 @@ def test_sigkill_replays_unacknowledged_messages_and_seq_continues(
         )
 
         proxy.hold = False
-        second = _child(path, 100, 50, proxy.port)
+        second = _child(path, 100, 50, proxy.port, protocol)
         assert second.stdout is not None
         assert second.stdout.readline().strip() == "drained"
         assert second.wait(10) == 0
