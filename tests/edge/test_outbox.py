@@ -215,3 +215,12 @@ def test_records_older_than_max_age_are_dropped(tmp_path: Path) -> None:
         [msg] = assemble_all(ob)
         assert isinstance(decode(Kind.STATE, msg.payload), StateEnvelope)
         assert decode(Kind.STATE, msg.payload).records == [state("m-1", 1)]
+
+
+def test_state_handed_with_records_is_committed_with_them(config: OutboxConfig) -> None:
+    with Outbox.open(config, GATEWAY) as ob:
+        ob.add_many([counter("m-1", 7)], state={"m-1": {"cycles": 7}})
+        assert ob.get_state("m-1") == {"cycles": 7}  # readable before the commit, too
+    with Outbox.open(config, GATEWAY) as ob:
+        assert ob.get_state("m-1") == {"cycles": 7}
+        assert ob.depth().records == 1
