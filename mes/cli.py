@@ -18,6 +18,7 @@ from core.errors import UserFacingError
 COMMANDS = [
     "mes.db_cli",
     "mes.demo",
+    "ingest.cli",
     "mes.sim.cli",
     "edge_agent.cli",
 ]

@@ -80,10 +80,10 @@ class BrokerServer:
             data = self.workdir / "data"
             data.mkdir(exist_ok=True)
             conf = self.workdir / "mosquitto.conf"
-            conf.write_text(render_mosquitto_conf(self.port, data, self.extra_conf))
-            # Run as root, mosquitto drops to user `mosquitto` and must still write here.
-            if os.geteuid() == 0 and _has_user("mosquitto"):
-                shutil.chown(data, "mosquitto")
+            # Run as root, mosquitto would drop to user `mosquitto`, which cannot write its
+            # persistence file into our private folders: sessions would not survive a restart.
+            extra = ("user root\n" if os.geteuid() == 0 else "") + self.extra_conf
+            conf.write_text(render_mosquitto_conf(self.port, data, extra))
             return [_mosquitto_binary() or "mosquitto", "-c", str(conf)]
         conf = self.workdir / "amqtt.yaml"
         conf.write_text(textwrap.dedent(f"""\
@@ -140,12 +140,3 @@ class BrokerServer:
     def __exit__(self, *exc: object) -> None:
         self.destroy()
 
-
-def _has_user(name: str) -> bool:
-    import pwd
-
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        return False
-    return True

@@ -1,0 +1,115 @@
+"""`mes ingest run` and `mes ingest dead-letters list|replay`."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from datetime import UTC, datetime
+from types import FrameType
+
+import paho.mqtt.client as mqtt
+import psycopg
+
+from core import logging as mes_logging
+from core.errors import UserFacingError
+from core.settings import load_settings
+from core.status_server import StatusServer
+from ingest.settings import IngestSettings
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    ingest = sub.add_parser("ingest", help="central ingest: MQTT -> database")
+    isub = ingest.add_subparsers(dest="ingest_command", required=True, metavar="COMMAND")
+    run = isub.add_parser("run", help="consume, validate, batch and write until stopped")
+    run.add_argument("--mqtt311", action="store_true",
+                     help="speak MQTT 3.1.1 (brokers without MQTT 5; no receive maximum)")
+    run.set_defaults(func=cmd_run)
+    dl = isub.add_parser("dead-letters", help="list or replay dead letters (owner's URL)")
+    dsub = dl.add_subparsers(dest="dl_command", required=True, metavar="COMMAND")
+    ls = dsub.add_parser("list", help="dead letters by reason, newest first")
+    ls.add_argument("--reason")
+    ls.add_argument("--limit", type=int, default=20)
+    ls.set_defaults(func=cmd_dead_letters_list)
+    rp = dsub.add_parser("replay", help="run chosen dead letters through the ingest again")
+    group = rp.add_mutually_exclusive_group(required=True)
+    group.add_argument("--id", type=int, nargs="+", dest="ids")
+    group.add_argument("--reason")
+    rp.set_defaults(func=cmd_dead_letters_replay)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ingest.service import IngestService
+
+    settings = load_settings(args.config, IngestSettings)
+    mes_logging.configure(settings.log.level, settings.log.format)
+    service = IngestService(settings, mqtt.MQTTv311 if args.mqtt311 else mqtt.MQTTv5)
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    status = None
+    if settings.ingest.status_port is not None:
+        status = StatusServer(settings.ingest.status_host, settings.ingest.status_port,
+                              service.health, service.metrics.registry).start()
+    service.start()
+    while not stop.wait(1.0):
+        if service.failure is not None:
+            break
+    service.stop()
+    if status:
+        status.stop()
+    return 1 if service.failure else 0
+
+
+def _owner(args: argparse.Namespace) -> tuple[IngestSettings, psycopg.Connection]:
+    settings = load_settings(args.config, IngestSettings)
+    if not settings.database.url:
+        raise UserFacingError("database.url (the owner's URL) is needed to read dead letters")
+    try:
+        return settings, psycopg.connect(settings.database.url)
+    except psycopg.OperationalError as e:
+        raise UserFacingError(f"cannot connect to the database: {e}") from None
+
+
+def cmd_dead_letters_list(args: argparse.Namespace) -> int:
+    _, conn = _owner(args)
+    with conn:
+        summary = conn.execute(
+            "SELECT reason, count(*), max(received_at) FROM mes.dead_letters "
+            "WHERE replayed_at IS NULL GROUP BY reason ORDER BY count(*) DESC").fetchall()
+        print("reason                       waiting  newest")
+        for reason, n, newest in summary:
+            print(f"{reason:28} {n:7}  {newest:%Y-%m-%d %H:%M:%S}")
+        rows = conn.execute(
+            "SELECT id, received_at, reason, topic, detail FROM mes.dead_letters "
+            "WHERE replayed_at IS NULL AND (%(r)s::text IS NULL OR reason = %(r)s) "
+            "ORDER BY id DESC LIMIT %(n)s", {"r": args.reason, "n": args.limit}).fetchall()
+    print()
+    for id_, at, reason, topic, detail in rows:
+        print(f"#{id_} {at:%Y-%m-%d %H:%M:%S} {reason} {topic}\n    {detail[:200]}")
+    return 0
+
+
+def cmd_dead_letters_replay(args: argparse.Namespace) -> int:
+    from ingest.replay import replay
+
+    settings, conn = _owner(args)
+    with conn:
+        where, params = (("id = ANY(%s)", (args.ids,)) if args.ids
+                         else ("reason = %s", (args.reason,)))
+        letters = conn.execute(
+            f"SELECT id, topic, payload, payload_size FROM mes.dead_letters "
+            f"WHERE replayed_at IS NULL AND {where} ORDER BY id", params).fetchall()
+        outcomes = replay(settings, letters)
+        done = [i for i, ok, _ in outcomes if ok]
+        if done:
+            conn.execute("UPDATE mes.dead_letters SET replayed_at = %s WHERE id = ANY(%s)",
+                         (datetime.now(UTC), done))
+    for id_, ok, what in outcomes:
+        print(f"#{id_}: {'replayed' if ok else 'still refused'}: {what}")
+    print(f"{len(done)} of {len(outcomes)} replayed")
+    return 0 if len(done) == len(outcomes) else 1

@@ -1,0 +1,208 @@
+"""The ingest pipeline: consume -> validate -> batch -> write -> acknowledge.
+
+One pipeline thread does the work in that order; paho's network thread only queues messages.
+Memory in flight is bounded by the broker: it sends at most `mqtt.receive_maximum`
+unacknowledged messages, and nothing is acknowledged before its commit, so when the database
+falls behind the broker stops sending (and keeps the rest in the persistent session).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from psycopg_pool import ConnectionPool
+
+from ingest.batcher import Batcher, InFlight, TenantBatch
+from ingest.consumer import Consumer, Received
+from ingest.dead_letters import DeadLetters
+from ingest.metrics import IngestMetrics
+from ingest.registry import Registry
+from ingest.settings import IngestSettings
+from ingest.validator import Accepted, Rejected, StatusSeen, Validator
+from ingest.writer import BatchRefused, Retrier, Stopping, Writer
+
+log = logging.getLogger(__name__)
+
+
+class IngestService:
+    """Build with settings, `start()`, later `stop()`; `run()` does both around a wait."""
+
+    def __init__(self, settings: IngestSettings, protocol: int = mqtt.MQTTv5) -> None:
+        opts = settings.ingest
+        self.settings = settings
+        self.metrics = IngestMetrics()
+        self.stop_event = threading.Event()
+        self._queue: queue.Queue[Received] = queue.Queue()
+        self._pool = ConnectionPool(
+            settings.database.application_url(), min_size=settings.database.pool_min_size,
+            max_size=max(2, settings.database.pool_max_size), open=False,
+            kwargs={"autocommit": True, "connect_timeout": settings.database.connect_timeout_s},
+            name="ingest",
+        )
+        retry = Retrier(opts.retry_min_s, opts.retry_max_s, self.stop_event,
+                        on_error=lambda _e: self.metrics.db_errors.inc())
+        self._retry = retry
+        self.registry = Registry(self._pool, opts.registry_ttl_s, opts.unknown_retry_s)
+        self._validator = Validator(self.registry, opts)
+        self._writer = Writer(self._pool, retry)
+        self._dead_letters = DeadLetters(self._pool, retry, opts.dead_letter_payload_max)
+        self._batcher = Batcher(opts.batch_rows, opts.batch_age_ms / 1000)
+        self.consumer = Consumer(settings.mqtt, self._queue, protocol)
+        self.consumer.on_connection_change.append(self.metrics.mqtt_connected.set)
+        self._inflight: dict[int, int] = {}  # id(InFlight) -> size, for the gauges
+        self._seen_epoch = 0
+        self.last_commit: float | None = None
+        self._thread = threading.Thread(target=self._run, name="ingest-pipeline", daemon=True)
+        self.failure: BaseException | None = None
+
+    # lifetime -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._pool.open(wait=False)
+        self._thread.start()
+        self.consumer.start()
+        log.info("ingest started", extra={
+            "subscription": self.settings.mqtt.subscription,
+            "broker": f"{self.settings.mqtt.host}:{self.settings.mqtt.port}"})
+
+    def stop(self, timeout: float = 30) -> None:
+        """Stop: the pipeline commits and acknowledges what it holds (if the database lets it
+        within `timeout`), then the MQTT session is closed; the broker keeps the rest."""
+        self.stop_event.set()
+        self._thread.join(timeout)
+        self.consumer.stop()
+        self._pool.close()
+        log.info("ingest stopped")
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        connected = self.consumer.connected.is_set()
+        alive = self._thread.is_alive()
+        details = {
+            "mqtt_connected": connected,
+            "pipeline_alive": alive,
+            "inflight_messages": len(self._inflight),
+            "last_commit_age_s": (round(time.monotonic() - self.last_commit, 3)
+                                  if self.last_commit else None),
+        }
+        return connected and alive, details
+
+    # pipeline -----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while not self.stop_event.is_set():
+                wait = self._batcher.seconds_until_due()
+                try:
+                    item = self._queue.get(timeout=0.2 if wait is None else min(wait, 0.2))
+                except queue.Empty:
+                    item = None
+                self._check_epoch()
+                if item is not None:
+                    self._handle(item)
+                if self._batcher.seconds_until_due() == 0:
+                    self._flush()
+            self._flush()
+        except Stopping:
+            log.info("stopped while the database was unavailable; unacknowledged messages "
+                     "stay with the broker")
+        except BaseException as e:  # a bug: make it loud, health goes red
+            self.failure = e
+            log.exception("ingest pipeline failed")
+            raise
+
+    def _check_epoch(self) -> None:
+        epoch = self.consumer.epoch
+        if epoch != self._seen_epoch:
+            dropped = self._batcher.take()
+            if dropped:
+                log.info("connection changed: dropping unacknowledged work, the broker "
+                         "redelivers it", extra={"messages": sum(len(b.messages)
+                                                                  for b in dropped)})
+            self._inflight.clear()
+            self._update_gauges()
+            self._seen_epoch = epoch
+
+    def _handle(self, item: Received) -> None:
+        if item.epoch != self.consumer.epoch:
+            self.metrics.messages.labels("stale").inc()
+            return
+        message = InFlight(item.mid, item.epoch, len(item.payload), item.received,
+                           topic=item.topic, payload=item.payload, qos=item.qos)
+        self._inflight[id(message)] = message.size
+        result = self._retry(lambda: self._validator.check(item.topic, item.payload),
+                             "validate message")
+        if isinstance(result, Accepted):
+            message.accepted = result
+            self._batcher.add(message)
+        elif isinstance(result, StatusSeen):
+            log.info("gateway status", extra={"gateway": result.gateway,
+                                               "status": result.status})
+            self.metrics.messages.labels("status").inc()
+            self._ack(message)
+        else:
+            self._dead_letter(message, result)
+        self._update_gauges()
+
+    def _dead_letter(self, message: InFlight, why: Rejected) -> None:
+        self._dead_letters.record(message.topic, message.payload, why.reason, why.detail,
+                                  why.gateway_code)
+        log.warning("dead letter", extra={"reason": why.reason, "detail": why.detail,
+                                          "topic": message.topic})
+        self.metrics.dead_letters.labels(why.reason).inc()
+        self.metrics.messages.labels("dead_letter").inc()
+        self._ack(message)
+
+    def _flush(self) -> None:
+        for batch in self._batcher.take():
+            try:
+                self._commit(batch)
+            except BatchRefused as e:
+                log.warning("batch refused, isolating the message at fault",
+                            extra={"error": str(e), "messages": len(batch.messages)})
+                self._isolate(batch)
+
+    def _commit(self, batch: TenantBatch) -> None:
+        started = time.monotonic()
+        written = self._writer.write(batch)
+        now = time.monotonic()
+        self.last_commit = now
+        self.metrics.commit_seconds.observe(now - started)
+        self.metrics.batch_rows.observe(batch.row_count)
+        for kind, n in written.items():
+            self.metrics.rows.labels(kind).inc(n)
+            self.metrics.rows_offered.labels(kind).inc(len(batch.rows[kind]))
+        wall = datetime.now(UTC)
+        for message in batch.messages:
+            accepted = message.accepted
+            if accepted is not None and accepted.oldest is not None:
+                self.metrics.lag_seconds.observe((wall - accepted.oldest).total_seconds())
+            self.metrics.messages.labels("written").inc()
+            self._ack(message)
+        self._update_gauges()
+
+    def _isolate(self, batch: TenantBatch) -> None:
+        for message in batch.messages:
+            accepted = message.accepted
+            assert accepted is not None
+            single = TenantBatch(batch.tenant)
+            single.rows[accepted.staging_kind] = accepted.rows
+            single.messages.append(message)
+            try:
+                self._commit(single)
+            except BatchRefused as e:
+                self._dead_letter(message, Rejected("refused_by_database", str(e),
+                                                    accepted.gateway))
+
+    def _ack(self, message: InFlight) -> None:
+        self.consumer.ack(message.mid, message.qos, message.epoch)
+        self._inflight.pop(id(message), None)
+
+    def _update_gauges(self) -> None:
+        self.metrics.inflight_messages.set(len(self._inflight))
+        self.metrics.inflight_bytes.set(sum(self._inflight.values()))

@@ -1,0 +1,80 @@
+"""Settings of `mes ingest run`: the common sections plus `mqtt` and `ingest`.
+
+Environment: `MES_MQTT__HOST`, `MES_INGEST__BATCH_ROWS`, ...; file: `[mqtt]`, `[ingest]`.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from core.mqtt import TlsConfig
+from core.settings import Settings
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MqttSubscriberSettings(_Section):
+    """How the ingest subscribes.
+
+    A persistent session (clean start off, `session_expiry_s`) makes the broker keep QoS 1
+    messages while the ingest is down; `client_id` must therefore be stable per process and
+    unique among ingest processes. `receive_maximum` bounds the messages the broker sends
+    before they are acknowledged, and so the memory in flight (with `ingest.max_payload_bytes`).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    client_id: str = Field(default_factory=lambda: f"mes-ingest-{socket.gethostname()}",
+                           min_length=1, max_length=128)
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: TlsConfig = Field(default_factory=TlsConfig)
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0)
+    # Empty: a plain subscription (a broker without shared subscriptions, one ingest only).
+    share_group: str = Field(default="ingest", pattern=r"^[A-Za-z0-9_-]*$")
+    topic_filter: str = "mes/v1/+/+/+/+"
+    receive_maximum: int = Field(default=1000, ge=1, le=65535)
+    reconnect_min_s: float = Field(default=0.5, gt=0)
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+
+    @property
+    def subscription(self) -> str:
+        """The shared subscription several ingest processes split the load on."""
+        if self.share_group:
+            return f"$share/{self.share_group}/{self.topic_filter}"
+        return self.topic_filter
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MqttSubscriberSettings:
+        if self.password is not None and self.username is None:
+            raise ValueError("password given without username")
+        return self
+
+
+class IngestOptions(_Section):
+    """Validation limits, batching and the status endpoint."""
+
+    # Set together with the broker's max_packet_size (config/mosquitto/mosquitto.conf).
+    max_payload_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_future_s: float = Field(default=300, ge=0)
+    max_past_s: float = Field(default=30 * 24 * 3600, gt=0)
+    max_string_bytes: int = Field(default=128, ge=8)
+    batch_rows: int = Field(default=5000, ge=1)
+    batch_age_ms: int = Field(default=200, ge=1)
+    registry_ttl_s: float = Field(default=60, gt=0)
+    unknown_retry_s: float = Field(default=5, ge=0)
+    dead_letter_payload_max: int = Field(default=64 * 1024, ge=256)
+    retry_min_s: float = Field(default=0.2, gt=0)
+    retry_max_s: float = Field(default=30, gt=0)
+    status_port: int | None = Field(default=None, ge=0, le=65535)
+    status_host: str = "127.0.0.1"
+
+
+class IngestSettings(Settings):
+    mqtt: MqttSubscriberSettings = Field(default_factory=MqttSubscriberSettings)
+    ingest: IngestOptions = Field(default_factory=IngestOptions)

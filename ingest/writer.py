@@ -1,0 +1,90 @@
+"""Write a tenant's batch in one transaction as the application role, retrying what is
+transient, refusing what is the data's fault.
+
+The transaction: tenant context (SET LOCAL), then per kind a binary COPY into the owner-made
+staging table and the kind's write function (core.staging), then COMMIT. Only after the
+commit does the caller acknowledge the messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from core.staging import write_staged
+from core.tenancy import tenant_transaction
+from ingest.batcher import TenantBatch
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# SQLSTATE classes that say "try again": connection exceptions, transaction rollbacks
+# (serialization, deadlock), insufficient resources, operator intervention (shutdown).
+_TRANSIENT_CLASSES = ("08", "40", "53", "57", "58")
+
+
+class BatchRefused(Exception):
+    """The database refused the batch because of its data; retrying the same rows won't help."""
+
+
+class Stopping(Exception):
+    """The service is stopping while a write was being retried; nothing was acknowledged."""
+
+
+def is_transient(error: BaseException) -> bool:
+    if isinstance(error, PoolTimeout | psycopg.OperationalError | psycopg.InterfaceError):
+        return True
+    state = getattr(error, "sqlstate", None) or ""
+    return state[:2] in _TRANSIENT_CLASSES
+
+
+class Retrier:
+    """Run a database call until it succeeds, with capped exponential backoff and jitter."""
+
+    def __init__(self, min_s: float, max_s: float, stop: threading.Event,
+                 on_error: Callable[[BaseException], None] = lambda _e: None) -> None:
+        self.min_s, self.max_s, self.stop, self.on_error = min_s, max_s, stop, on_error
+
+    def __call__(self, fn: Callable[[], T], what: str) -> T:
+        delay = self.min_s
+        while True:
+            try:
+                return fn()
+            except Exception as e:
+                if not is_transient(e):
+                    raise
+                self.on_error(e)
+                log.warning("database unavailable, retrying", extra={
+                    "what": what, "error": str(e).strip(), "retry_in_s": round(delay, 2)})
+            if self.stop.wait(delay * random.uniform(0.5, 1.0)):
+                raise Stopping(what)
+            delay = min(self.max_s, delay * 2)
+
+
+class Writer:
+    def __init__(self, pool: ConnectionPool, retry: Retrier) -> None:
+        self._pool = pool
+        self._retry = retry
+
+    def write(self, batch: TenantBatch) -> dict[str, int]:
+        """Commit the batch; returns rows written per kind. Raises BatchRefused or Stopping."""
+        return self._retry(lambda: self._write_once(batch), "write batch")
+
+    def _write_once(self, batch: TenantBatch) -> dict[str, int]:
+        written = {}
+        try:
+            with self._pool.connection() as conn, tenant_transaction(conn, batch.tenant):
+                for kind, rows in batch.rows.items():
+                    written[kind] = write_staged(conn, kind, rows)
+        except psycopg.Error as e:
+            if is_transient(e):
+                raise
+            raise BatchRefused(f"{type(e).__name__}: {str(e).strip()}") from e
+        return written
+

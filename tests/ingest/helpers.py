@@ -1,0 +1,177 @@
+"""Test helpers for the ingest: envelopes, a publishing client, the ingest as a process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from core.wire import (
+    CounterEnvelope,
+    CounterRecord,
+    Envelope,
+    Kind,
+    MachineState,
+    StateEnvelope,
+    StateRecord,
+    Topic,
+    encode,
+)
+from mes.services.broker import BrokerServer
+from tests.fixtures.database import TestDatabase
+from tests.fixtures.tenants import Tenants
+
+BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+
+
+def state_message(gateway: str, seq: int, machine: str, n: int = 10,
+                  start: datetime | None = None) -> StateEnvelope:
+    """n state records of `machine`, one second apart; distinct per (gateway, seq)."""
+    t0 = (start or BASE) + timedelta(seconds=seq * n)
+    states = [MachineState.RUNNING, MachineState.IDLE, MachineState.FAULT]
+    return StateEnvelope(v=1, gateway=gateway, seq=seq, sent_at=datetime.now(UTC), records=[
+        StateRecord(machine=machine, ts=t0 + timedelta(seconds=i), state=states[i % 3])
+        for i in range(n)])
+
+
+def counter_message(gateway: str, seq: int, machine: str, n: int = 10) -> CounterEnvelope:
+    t0 = BASE + timedelta(seconds=seq * n)
+    return CounterEnvelope(v=1, gateway=gateway, seq=seq, sent_at=datetime.now(UTC), records=[
+        CounterRecord(machine=machine, tag="cycles", ts=t0 + timedelta(seconds=i),
+                      value=float(seq * n + i)) for i in range(n)])
+
+
+def topic_for(tenants_org: str, plant: str, gateway: str, kind: Kind) -> str:
+    return str(Topic(tenants_org, plant, gateway, kind))
+
+
+class Publisher:
+    """A plain MQTT 5 client that publishes QoS 1 and waits for every PUBACK."""
+
+    def __init__(self, broker: BrokerServer, client_id: str | None = None) -> None:
+        self._acked = 0
+        self._lock = threading.Lock()
+        v5 = broker.supports_mqtt5
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
+                                  client_id=client_id or f"test-pub-{uuid.uuid4().hex[:8]}",
+                                  protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311)
+        self.client.max_inflight_messages_set(200)
+        self.client.on_publish = self._on_publish
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+
+    def _on_publish(self, *_args: object) -> None:
+        with self._lock:
+            self._acked += 1
+
+    def publish(self, items: Iterable[tuple[str, bytes]], timeout: float = 120) -> int:
+        sent = 0
+        with self._lock:
+            base = self._acked
+        for topic, payload in items:
+            while True:
+                info = self.client.publish(topic, payload, qos=1)
+                if info.rc == mqtt.MQTT_ERR_SUCCESS:
+                    break
+                time.sleep(0.01)  # in-flight window full: wait, never drop
+            sent += 1
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._acked - base >= sent:
+                    return sent
+            time.sleep(0.01)
+        raise TimeoutError(f"only {self._acked - base} of {sent} PUBACKs")
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def envelopes(items: Sequence[tuple[str, Envelope]]) -> list[tuple[str, bytes]]:
+    return [(t, encode(e)) for t, e in items]
+
+
+def ingest_env(db: TestDatabase, broker: BrokerServer, client_id: str,
+               status_port: int | None = None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MES_")}
+    env.update({
+        "MES_DATABASE__URL": db.superuser_url,
+        "MES_DATABASE__APP_URL": db.app_url,
+        "MES_MQTT__HOST": broker.host,
+        "MES_MQTT__PORT": str(broker.port),
+        "MES_MQTT__CLIENT_ID": client_id,
+        "MES_INGEST__BATCH_AGE_MS": "50",
+        "MES_INGEST__RETRY_MAX_S": "1",
+        "MES_LOG__FORMAT": "json",
+        **extra,
+    })
+    if status_port is not None:
+        env["MES_INGEST__STATUS_PORT"] = str(status_port)
+    return env
+
+
+@dataclass
+class IngestProcess:
+    """`mes ingest run` as a child process (to kill it with SIGKILL, run two of them)."""
+
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    def start(self) -> IngestProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "mes.cli", "ingest", "run"],
+                                     env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        log.close()
+        return self
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def terminate(self, timeout: float = 30) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 60, what: str = "condition",
+               interval: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+def count_rows(db: TestDatabase, table: str, where: str = "true", params: tuple = ()) -> int:
+    with db.superuser() as conn:
+        row = conn.execute(f"SELECT count(*) FROM mes.{table} WHERE {where}", params).fetchone()
+    return int(row[0]) if row else 0
+
+
+def gateway_topic(tenants: Tenants, plant: str, kind: Kind = Kind.STATE) -> str:
+    org = tenants.a if plant.startswith("a") else tenants.b
+    return topic_for(org.code, plant, f"gw-{plant}", kind)

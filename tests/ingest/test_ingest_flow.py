@@ -1,0 +1,189 @@
+"""The ingest end to end: messages in, rows out, exactly once, bad input dead-lettered."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from core.tenancy import Tenant, tenant_transaction
+from core.wire import (
+    DowntimeCategory,
+    DowntimeEnvelope,
+    DowntimeRecord,
+    Kind,
+    MachineState,
+    encode,
+)
+from tests.fixtures.database import TestDatabase
+from tests.fixtures.tenants import Tenants
+from tests.ingest.helpers import (
+    BASE,
+    Publisher,
+    count_rows,
+    counter_message,
+    gateway_topic,
+    state_message,
+    wait_until,
+)
+
+
+def test_messages_land_once_and_replays_write_nothing(database: TestDatabase, tenants: Tenants,
+                                                       broker_server, start_ingest) -> None:
+    service = start_ingest(broker_server)
+    gw, machine = "gw-a1", "a1-press"
+    msgs = [(gateway_topic(tenants, "a1"), encode(state_message(gw, seq, machine, n=10)))
+            for seq in range(1, 201)]
+    msgs += [(gateway_topic(tenants, "a1", Kind.COUNTER), encode(counter_message(gw, seq, machine)))
+             for seq in range(201, 221)]
+    where = "machine_id = %s AND ts >= %s"
+    params = (tenants.a.machines["a1"], BASE)
+    before = count_rows(database, "machine_status_history", where, params)
+    pub = Publisher(broker_server)
+    try:
+        pub.publish(msgs)
+        wait_until(lambda: count_rows(database, "machine_status_history", where, params)
+                   == before + 2000, what="2000 state rows")
+        wait_until(lambda: count_rows(database, "machine_counter", "machine_id = %s",
+                                      (tenants.a.machines["a1"],)) >= 200, what="counters")
+        written = service.metrics.rows.labels("machine_status")._value.get()
+        pub.publish(msgs)  # the same messages again
+        wait_until(lambda: service.metrics.messages.labels("written")._value.get() >= 440,
+                   what="replayed messages handled")
+    finally:
+        pub.close()
+    assert count_rows(database, "machine_status_history", where, params) == before + 2000
+    assert service.metrics.rows.labels("machine_status")._value.get() == written
+    assert count_rows(database, "machine_counter", "machine_id = %s",
+                      (tenants.a.machines["a1"],)) == 201  # + the seeded one
+
+
+def _bad_messages(tenants: Tenants) -> list[tuple[str, str, bytes]]:
+    """(expected reason, topic, payload) for each kind of bad input."""
+    past = BASE - timedelta(days=1, seconds=9000)
+    good = state_message("gw-a1", 9000, "a1-press", n=1, start=past)
+    raw = encode(good)
+    now = datetime.now(UTC)
+    far = state_message("gw-a1", 9001, "a1-press", n=1, start=now + timedelta(days=3))
+    nan = raw.replace(b'"state":"running"', b'"state":"running","x":1')
+    return [
+        ("wrong_tenant", "mes/v1/org-b/b1/gw-a1/state", raw),
+        ("wrong_tenant", "mes/v1/org-a/a2/gw-a1/state", raw),
+        ("malformed", gateway_topic(tenants, "a1"), b'{"v": 1, "gateway": '),
+        ("invalid", gateway_topic(tenants, "a1"), raw.replace(b'"seq":9000', b'"seq":"x"')),
+        ("invalid", gateway_topic(tenants, "a1"), nan),
+        ("malformed", gateway_topic(tenants, "a1", Kind.COUNTER),
+         encode(counter_message("gw-a1", 9002, "a1-press", n=1)).replace(
+             b'"value":', b'"value":NaN,"v2":')),
+        ("payload_too_large", gateway_topic(tenants, "a1"), b" " * (1024 * 1024 + 10)),
+        ("unknown_gateway", "mes/v1/org-a/a1/gw-nobody/state",
+         raw.replace(b'"gateway":"gw-a1"', b'"gateway":"gw-nobody"')),
+        ("gateway_mismatch", gateway_topic(tenants, "a1"),
+         raw.replace(b'"gateway":"gw-a1"', b'"gateway":"gw-a2"')),
+        ("unknown_machine", gateway_topic(tenants, "a1"),
+         encode(state_message("gw-a1", 9003, "no-such-machine", n=1, start=past))),
+        ("unknown_machine", gateway_topic(tenants, "a1"),  # another tenant's machine
+         encode(state_message("gw-a1", 9004, "b1-press", n=1, start=past))),
+        ("timestamp_out_of_range", gateway_topic(tenants, "a1"), encode(far)),
+        ("bad_topic", "mes/v1/org-a/a1/gw-a1/nonsense", raw),
+    ]
+
+
+def test_bad_input_goes_to_dead_letters_and_good_input_still_lands(
+        database: TestDatabase, tenants: Tenants, broker_server, start_ingest) -> None:
+    service = start_ingest(broker_server)
+    bad = _bad_messages(tenants)
+    m = tenants.a.machines["a1"]
+    start = BASE - timedelta(days=2)
+    goods = [(gateway_topic(tenants, "a1"),
+              encode(state_message("gw-a1", 5000 + i, "a1-press", n=5, start=start)))
+             for i in range(len(bad) + 1)]
+    interleaved = []
+    for i, (_, topic, payload) in enumerate(bad):
+        interleaved += [goods[i], (topic, payload)]
+    interleaved.append(goods[-1])
+    with database.superuser() as conn:
+        before = conn.execute("SELECT coalesce(max(id), 0) FROM mes.dead_letters").fetchone()[0]
+    pub = Publisher(broker_server)
+    try:
+        pub.publish(interleaved)
+    finally:
+        pub.close()
+    wait_until(lambda: count_rows(database, "dead_letters", "id > %s", (before,)) == len(bad),
+               what="dead letters")
+    window = "machine_id = %s AND ts >= %s AND ts < %s"
+
+    wait_until(lambda: count_rows(database, "machine_status_history", window,
+                                  (m, start, start + timedelta(days=1))) == 5 * len(goods),
+               what="good rows")
+    with database.superuser() as conn:
+        letters = conn.execute("SELECT reason, topic, payload_size, length(payload) "
+                               "FROM mes.dead_letters WHERE id > %s ORDER BY id",
+                               (before,)).fetchall()
+    assert [r for r, *_ in letters] == [r for r, _, _ in bad]
+    big = next(row for row in letters if row[0] == "payload_too_large")
+    assert big[2] == 1024 * 1024 + 10 and big[3] == 64 * 1024  # kept, bounded
+    assert service.metrics.dead_letters.labels("wrong_tenant")._value.get() == 2
+    # Nothing of it reached org B.
+    assert count_rows(database, "machine_status_history", "organization_id = %s AND ts >= %s",
+                      (tenants.b.id, start)) == 0
+
+
+def test_downtime_start_and_end_become_one_event(database: TestDatabase, tenants: Tenants,
+                                                 broker_server, start_ingest) -> None:
+    start_ingest(broker_server)
+    event = uuid.uuid4()
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    common = dict(event_id=event, machine="a1-press", started_at=t0,
+                  state=MachineState.FAULT, category=DowntimeCategory.UNPLANNED)
+    end = DowntimeRecord(**common, ended_at=t0 + timedelta(seconds=3), reason_code="E12",
+                         micro_stop=True)
+    begin = DowntimeRecord(**common)
+    topic = gateway_topic(tenants, "a1", Kind.DOWNTIME)
+
+    def env(seq: int, rec: DowntimeRecord) -> bytes:
+        return encode(DowntimeEnvelope(v=1, gateway="gw-a1", seq=seq, sent_at=t0, records=[rec]))
+
+    pub = Publisher(broker_server)
+    try:
+        pub.publish([(topic, env(1, end)), (topic, env(2, begin))])  # end before start
+    finally:
+        pub.close()
+    wait_until(lambda: count_rows(database, "downtime_event", "event_id = %s", (event,)) == 1,
+               what="the event")
+    with database.app() as conn, tenant_transaction(conn, Tenant(tenants.a.id)):
+        row = conn.execute("SELECT ended_at, reason_code, micro_stop FROM mes.v_downtime_event "
+                           "WHERE event_id = %s", (event,)).fetchone()
+    assert row == (t0 + timedelta(seconds=3), "E12", True)
+
+
+def test_rows_are_visible_only_under_their_tenant(database: TestDatabase, tenants: Tenants,
+                                                   broker_server, start_ingest) -> None:
+    start_ingest(broker_server)
+    start = BASE - timedelta(days=3)
+    pub = Publisher(broker_server)
+    try:
+        pub.publish([(gateway_topic(tenants, "b1"),
+                      encode(state_message("gw-b1", 1, "b1-press", n=7, start=start)))])
+    finally:
+        pub.close()
+    wait_until(lambda: count_rows(database, "machine_status_history", "ts >= %s AND "
+                                  "organization_id = %s", (start, tenants.b.id)) == 7)
+    with database.app() as conn:
+        for tenant, expected in ((Tenant(tenants.b.id), 7), (Tenant(tenants.a.id), 0),
+                                 (Tenant(tenants.b.id, plant_id=tenants.b.plants["b1"]), 7)):
+            with tenant_transaction(conn, tenant):
+                n = conn.execute("SELECT count(*) FROM mes.v_machine_status_history "
+                                 "WHERE ts >= %s AND machine_id = %s",
+                                 (start, tenants.b.machines["b1"])).fetchone()
+            assert n == (expected,), tenant
+
+
+@pytest.mark.parametrize("value", [math.inf])
+def test_wire_refuses_non_finite_values(value: float) -> None:
+    from core.wire import CounterRecord
+
+    with pytest.raises(ValueError, match="finite"):
+        CounterRecord(machine="m", tag="t", ts=datetime.now(UTC), value=value)
