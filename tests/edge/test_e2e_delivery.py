@@ -1,0 +1,208 @@
+"""End to end, delivery under faults: the broker goes away for 30 s, the agent is SIGKILLed.
+
+Against `mes sim` (process) and a private mosquitto whose persistence keeps the collecting
+subscriber's session across the broker's restart.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from core.wire import CounterRecord, DowntimeRecord, Kind, StateRecord
+from edge_agent.outbox import RECORD_TYPES
+from mes.services.broker import PROJECT_ROOT, BrokerServer
+from mes.services.ports import free_port
+from mes.sim.handle import SimulatorHandle
+from tests.edge.e2e_helpers import (
+    AgentThread,
+    agent_spans,
+    check_natural_keys,
+    drain_and_stop,
+    first_run,
+    records_in_order,
+    sim_map,
+    truth_from,
+    truth_spans,
+    unique_messages,
+    write_map,
+)
+from tests.edge.mqtt_helpers import Collector, wait_until
+from tests.edge.test_e2e import LAG, sim_config
+from tests.fixtures.services import require_mosquitto
+
+OUTAGE_S = 30
+
+
+@pytest.fixture
+def broker(broker_factory: Callable[..., BrokerServer]) -> BrokerServer:
+    broker = broker_factory()
+    require_mosquitto(broker)  # persistence: the collector's session survives the restart
+    return broker
+
+
+def _check_order(records: list[Any]) -> None:
+    """In seq order, each machine's records come in time order."""
+    last: dict[tuple[str, str], datetime] = {}
+    for r in records:
+        if isinstance(r, StateRecord):
+            key, ts = (r.machine, "state"), r.ts
+        elif isinstance(r, CounterRecord):
+            key, ts = (r.machine, r.tag), r.ts
+        elif isinstance(r, DowntimeRecord):
+            key, ts = (r.machine, "downtime"), r.ended_at or r.started_at
+        else:
+            continue
+        if key in last:
+            assert ts > last[key] or (isinstance(r, DowntimeRecord) and ts >= last[key]), r
+        last[key] = ts
+
+
+def test_broker_outage_loses_nothing(broker: BrokerServer, tmp_path: Path) -> None:
+    with SimulatorHandle(sim_config(tmp_path), process=True) as sim:
+        config = write_map(tmp_path / "map.yaml",
+                           sim_map(sim, broker.port, tmp_path / "outbox.sqlite"))  # fmt: skip
+        collector = Collector(broker.host, broker.port, persistent=True)
+        runner = AgentThread(config).start()
+        agent = runner.agent
+        try:
+            wait_until(lambda: agent.publisher.stats().acked >= 5, 20, "publishing")
+            broker.stop()
+            wait_until(lambda: not agent.publisher.connected, 10, "the agent to notice")
+            time.sleep(OUTAGE_S)
+            held = agent.outbox.depth()
+            assert held.records + held.messages > 0 and held.oldest_age_s is not None
+            broker.start()
+            wait_until(lambda: agent.publisher.connected, 30, "the reconnect")
+            time.sleep(2.0)
+            sim.pause()
+            time.sleep(0.5)
+            drain_and_stop(runner, collector)
+        finally:
+            collector.close()
+            if agent.running:
+                runner.stop()
+        truth = first_run(sim.truth())
+
+    assert agent.publisher.stats().disconnects >= 1
+    records = records_in_order(collector)
+    check_natural_keys(records)
+    assert len(records) == sum(agent.records_out.values())  # every record handed over arrived
+    _check_order(records)
+    for machine in sim.machines:
+        got = agent_spans(records, machine)
+        want = truth_from(truth_spans(truth, machine), got[0].ts)
+        assert [s.state for s in got] == [s.state for s in want], machine
+
+
+def _health(port: int) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as reply:
+            return dict(json.loads(reply.read()))
+    except (OSError, ValueError):
+        return None
+
+
+@contextmanager
+def _agent_process(tag_map: Path, log: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """`mes edge run` as a child process, with its status port; killed if left running."""
+    port = free_port()
+    with log.open("ab") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mes.cli", "edge", "run", "--config", str(tag_map),
+             "--status-port", str(port), "--log-format", "text"],
+            cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=err,
+        )  # fmt: skip
+    try:
+        wait_until(lambda: (_health(port) or {}).get("running", False), 60, "the agent process")
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _stored(outbox: Path) -> tuple[dict[int, bytes], list[Any]]:
+    """What a dead agent's outbox holds: messages by seq and pending records."""
+    db = sqlite3.connect(outbox)
+    try:
+        messages = dict(db.execute("SELECT seq, payload FROM message"))
+        pending = [
+            msgspec.json.decode(body, type=RECORD_TYPES[Kind(kind)])
+            for kind, body in db.execute("SELECT kind, body FROM record ORDER BY id")
+        ]
+    finally:
+        db.close()
+    return messages, pending
+
+
+def test_sigkill_replays_the_outbox(broker: BrokerServer, tmp_path: Path) -> None:
+    outbox = tmp_path / "outbox.sqlite"
+    log = tmp_path / "agent.log"
+    with SimulatorHandle(sim_config(tmp_path), process=True) as sim:
+        # A restart within offline_after_s is no gap: a stop open across it keeps its event.
+        data = sim_map(sim, broker.port, outbox, offline_after_s=30.0)
+        tag_map = tmp_path / "map.yaml"
+        write_map(tag_map, data)
+        collector = Collector(broker.host, broker.port, persistent=True)
+        try:
+            with _agent_process(tag_map, log) as (first, port):
+                wait_until(lambda: (_health(port) or {}).get("broker") == "connected", 20, "broker")
+                time.sleep(2.0)
+                broker.stop()  # what is published from now on is not acknowledged
+                time.sleep(2.0)
+                first.send_signal(signal.SIGKILL)
+                first.wait()
+                killed = datetime.now(UTC)
+            messages, pending = _stored(outbox)
+            assert messages or pending, "nothing was left unacknowledged"
+            broker.start()
+            with _agent_process(tag_map, log) as (second, port):
+                restarted = datetime.now(UTC)
+                time.sleep(2.0)
+                sim.pause()
+
+                def drained() -> bool:
+                    h = _health(port) or {}
+                    box = h.get("outbox", {})
+                    return h.get("broker") == "connected" and box.get("records") == 0 == box.get(
+                        "messages"
+                    )
+
+                wait_until(drained, 30, "the outbox to drain")
+                next_seq = (_health(port) or {})["outbox"]["next_seq"]
+                second.send_signal(signal.SIGTERM)
+                assert second.wait(30) == 0, log.read_text()[-3000:]
+            wait_until(lambda: len(unique_messages(collector)) >= next_seq - 1, 15, "arrivals")
+        finally:
+            collector.close()
+        truth = first_run(sim.truth())
+
+    received = unique_messages(collector)
+    for seq, payload in messages.items():  # replayed byte for byte: same seq, same records
+        assert received[seq].payload == payload
+    records = records_in_order(collector)  # seq continued: no gap, no seq reused
+    check_natural_keys(records)
+    for record in pending:
+        assert record in records
+    _check_order(records)
+    # Every state change well before the kill or well after the restart was published.
+    for machine in sim.machines:
+        got = agent_spans(records, machine)
+        for w in truth_from(truth_spans(truth, machine), got[0].ts)[1:]:
+            if w.ts < killed - timedelta(seconds=1) or w.ts > restarted + timedelta(seconds=1):
+                assert any(g.state == w.state and timedelta(0) <= g.ts - w.ts < LAG
+                           for g in got), (machine, w)  # fmt: skip
