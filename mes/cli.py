@@ -21,6 +21,7 @@ COMMANDS = [
     "ingest.cli",
     "mes.sim.cli",
     "edge_agent.cli",
+    "mes.bench_cli",
 ]
 
 

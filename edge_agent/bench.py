@@ -1,0 +1,268 @@
+"""`mes bench edge`: how many tag values per second one agent process sustains, at what cost.
+
+    mes bench edge                        # 100 machines x 100 tags at 2 Hz, 60 s measured
+    mes bench edge --minutes 10           # the flat-memory check
+    mes bench edge --machines 50 --tags 50 --seconds 60    # 5,000 values/s offered
+
+The simulator (`mes sim`, half the machines on Modbus, half on OPC UA, ticking at the poll
+rate) runs in a separate process so that its CPU is not the agent's, and a private mosquitto
+takes what the agent publishes. The agent runs in this process, with the simulator's tag map
+(every tag of every machine read; the analog tags are telemetry with the map's deadband), so
+the figures include the whole path: drivers, state derivation, the outbox and publishing.
+After a warm-up the benchmark measures, over the same interval:
+
+- tag values per second handed to the state layer (read by Modbus polls, or notified by OPC UA
+  data-change subscriptions, which send only values that changed), against what is offered
+  (machines x tags x rate);
+- CPU seconds of this process (every thread: loop, publisher, outbox) per 1,000 values, and
+  its share of one core;
+- resident memory at the start and end of the measurement (and each minute in between);
+- Modbus requests issued against the minimum the map needs: per poll and unit, the registers
+  each table spans divided by the per-request limit, rounded up (exact here: the simulator's
+  registers are contiguous), times the polls made;
+- records handed to the outbox and acknowledged by the broker, and the backlog left.
+
+It ends with one JSON line (`{"bench": "edge", ...}`) for scripts, after a human summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import resource
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge_agent.agent import EdgeAgent
+from edge_agent.drivers.modbus import ModbusDriver
+from edge_agent.drivers.modbus_config import ModbusDevice, ModbusTag
+from edge_agent.tagmap import AgentConfig
+from mes.services.broker import BrokerServer
+from mes.sim.config import Assignment, SimConfig
+from mes.sim.handle import SimulatorHandle
+from mes.sim.layout import BASE_TAGS
+from mes.sim.tagmap import build
+
+TARGET_VALUES_PER_S = 20_000
+LIGHT_VALUES_PER_S = 5_000
+LIGHT_CPU_SHARE = 0.25
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    machines: int = 100
+    tags: int = 100
+    hz: float = 2.0
+    seconds: float = 60.0
+    warmup_s: float = 15.0
+    seed: int = 1
+
+
+@dataclass(frozen=True)
+class _Sample:
+    at: float
+    cpu_s: float
+    values: int
+    records: int
+    acked_records: int
+    modbus_requests: int
+    modbus_values: int
+    rss_mb: float
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _sample(agent: EdgeAgent) -> _Sample:
+    modbus = [d.health() for d in agent.drivers.values() if isinstance(d, ModbusDriver)]
+    return _Sample(
+        at=time.monotonic(),
+        cpu_s=time.process_time(),
+        values=agent.values_in,
+        records=sum(agent.records_out.values()),
+        acked_records=agent.publisher.stats().acked_records,
+        modbus_requests=sum(h.requests for h in modbus),
+        modbus_values=sum(h.reads + h.read_errors for h in modbus),
+        rss_mb=_rss_mb(),
+    )
+
+
+def minimum_requests_per_poll(config: AgentConfig) -> tuple[int, int]:
+    """(requests one poll of every Modbus unit needs at least, tags those polls read), from
+    the registers each (unit, table) spans and the per-request limits."""
+    spans: dict[tuple[str, int, str], list[int]] = defaultdict(lambda: [math.inf, -1])
+    limits: dict[tuple[str, int, str], int] = {}
+    devices = {d.name: d for d in config.devices if isinstance(d, ModbusDevice)}
+    tags = 0
+    for m in config.machines:
+        device = devices.get(m.device)
+        if device is None:
+            continue
+        for t in m.tags.values():
+            assert isinstance(t, ModbusTag)
+            tags += 1
+            key = (device.name, t.unit_id if t.unit_id is not None else device.unit_id, t.table)
+            span = spans[key]
+            span[0], span[1] = min(span[0], t.address), max(span[1], t.address + t.count)
+            w = device.workarounds
+            limits[key] = w.max_bits_per_request if t.table.is_bits else w.max_registers_per_request
+    return sum(math.ceil((hi - lo) / limits[k]) for k, (lo, hi) in spans.items()), tags
+
+
+def bench_config(
+    sim: SimulatorHandle, broker: BrokerServer, outbox: Path, hz: float
+) -> AgentConfig:
+    data = build(sim.config, poll_interval_s=1 / hz)
+    data["broker"].update(port=broker.port)
+    data["outbox"]["path"] = str(outbox)
+    return AgentConfig.model_validate(data)
+
+
+async def _measure(agent: EdgeAgent, opts: BenchOptions, out: Any) -> tuple[list[_Sample], int]:
+    """Samples from the end of the warm-up to the end, and the outbox's backlog then."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    try:
+        deadline = time.monotonic() + opts.warmup_s
+        while time.monotonic() < deadline and not task.done():
+            await asyncio.sleep(0.5)
+        samples = [_sample(agent)]
+        print(f"measuring for {opts.seconds:g} s ...", file=out, flush=True)
+        end = samples[0].at + opts.seconds
+        step = 60.0 if opts.seconds >= 120 else 10.0
+        while (now := time.monotonic()) < end and not task.done():
+            await asyncio.sleep(min(step - (now - samples[0].at) % step, end - now))
+            s = _sample(agent)
+            prev = samples[-1]
+            rate = (s.values - prev.values) / (s.at - prev.at)
+            share = (s.cpu_s - prev.cpu_s) / (s.at - prev.at)
+            print(f"  {s.at - samples[0].at:6.0f} s  {rate:9.0f} values/s  cpu {share:5.0%}"
+                  f"  rss {s.rss_mb:6.1f} MB", file=out, flush=True)  # fmt: skip
+            samples.append(s)
+        depth = agent.outbox.depth()
+        return samples, depth.records + depth.messages
+    finally:
+        stop.set()
+        await task
+
+
+def run_bench(opts: BenchOptions, out: Any = sys.stdout) -> dict[str, Any]:
+    """Run the benchmark; prints progress and the summary to `out`, returns the results."""
+    extra = opts.tags - len(BASE_TAGS)
+    if extra < 0:
+        raise ValueError(f"--tags must be at least {len(BASE_TAGS)} (the simulator's own tags)")
+    sim_config = SimConfig(
+        machines=opts.machines, seed=opts.seed, extra_tags=extra, tick_s=1 / opts.hz,
+        assignment=Assignment.SPLIT,
+    )  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="mes-bench-edge-") as tmp:
+        work = Path(tmp)
+        print(f"starting mosquitto and the simulator ({opts.machines} machines x {opts.tags} "
+              f"tags, {opts.hz:g} Hz) ...", file=out, flush=True)  # fmt: skip
+        with BrokerServer.create(work) as broker, SimulatorHandle(sim_config, process=True) as sim:
+            config = bench_config(sim, broker, work / "outbox.sqlite", opts.hz)
+            min_per_poll, modbus_tags = minimum_requests_per_poll(config)
+            agent = EdgeAgent(config)
+            rss_before = _rss_mb()
+            samples, backlog = asyncio.run(_measure(agent, opts, out))
+    return {**_results(opts, samples, rss_before, min_per_poll, modbus_tags),
+            "outbox_backlog_records": backlog}  # fmt: skip
+
+
+def _results(
+    opts: BenchOptions, samples: list[_Sample], rss_before: float, min_per_poll: int, tags: int
+) -> dict[str, Any]:
+    a, b = samples[0], samples[-1]
+    elapsed = b.at - a.at
+    values = b.values - a.values
+    cpu = b.cpu_s - a.cpu_s
+    polls = (b.modbus_values - a.modbus_values) / tags if tags else 0.0
+    minimum = polls * min_per_poll
+    requests = b.modbus_requests - a.modbus_requests
+    return {
+        "bench": "edge",
+        "machines": opts.machines,
+        "tags_per_machine": opts.tags,
+        "hz": opts.hz,
+        "seconds": round(elapsed, 1),
+        "offered_values_per_s": opts.machines * opts.tags * opts.hz,
+        "values_per_s": round(values / elapsed, 1),
+        "cpu_s_per_1000_values": round(cpu / values * 1000, 4) if values else None,
+        "cpu_share_of_one_core": round(cpu / elapsed, 3),
+        "rss_mb_before_agent": round(rss_before, 1),
+        "rss_mb_start": round(a.rss_mb, 1),
+        "rss_mb_end": round(b.rss_mb, 1),
+        "rss_mb_samples": [round(s.rss_mb, 1) for s in samples],
+        "modbus_requests": requests,
+        "modbus_min_requests": round(minimum),
+        "modbus_requests_ratio": round(requests / minimum, 4) if minimum else None,
+        "records_per_s": round((b.records - a.records) / elapsed, 1),
+        "acked_records_per_s": round((b.acked_records - a.acked_records) / elapsed, 1),
+    }
+
+
+def summary(r: dict[str, Any]) -> str:
+    """The results for a person, with the issue's targets."""
+    cpu_per_value = r["cpu_s_per_1000_values"]
+    lines = [
+        f"edge agent: {r['machines']} machines x {r['tags_per_machine']} tags at {r['hz']:g} Hz "
+        f"({r['offered_values_per_s']:,.0f} values/s offered), {r['seconds']:g} s measured",
+        f"  tag values/s sustained   {r['values_per_s']:12,.0f}"
+        f"   target >= {TARGET_VALUES_PER_S:,}",
+        f"  CPU share of one core    {r['cpu_share_of_one_core']:12.1%}"
+        f"   target < {LIGHT_CPU_SHARE:.0%} at {LIGHT_VALUES_PER_S:,} values/s",
+        f"  CPU s per 1,000 values   {cpu_per_value:12.4f}" if cpu_per_value is not None else "",
+        f"  resident memory (MB)     {r['rss_mb_start']:12.1f} -> {r['rss_mb_end']:.1f}",
+        f"  Modbus requests          {r['modbus_requests']:12,} / minimum "
+        f"{r['modbus_min_requests']:,} = {r['modbus_requests_ratio']}",
+        f"  records/s to the outbox  {r['records_per_s']:12,.0f}   acknowledged "
+        f"{r['acked_records_per_s']:,.0f}/s, backlog at the end {r['outbox_backlog_records']:,}",
+    ]
+    return "\n".join(line for line in lines if line)
+
+
+def register_bench(benches: Any) -> None:
+    """Add `mes bench edge` to the `mes bench` group."""
+    p = benches.add_parser(
+        "edge",
+        help="tag values per second one agent sustains, CPU, memory, Modbus requests",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    d = BenchOptions()
+    p.add_argument("--machines", type=int, default=d.machines, help=f"(default {d.machines})")
+    p.add_argument("--tags", type=int, default=d.tags, help=f"per machine (default {d.tags})")
+    p.add_argument("--hz", type=float, default=d.hz, help=f"reads per second (default {d.hz:g})")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--seconds", type=float, default=d.seconds,
+                        help=f"measured time (default {d.seconds:g})")  # fmt: skip
+    length.add_argument("--minutes", type=float, help="measured time in minutes")
+    p.add_argument("--warmup", type=float, default=d.warmup_s,
+                   help=f"seconds before measuring (default {d.warmup_s:g})")  # fmt: skip
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.set_defaults(func=_cli)
+
+
+def _cli(args: argparse.Namespace) -> int:
+    from core.logging import configure
+
+    configure("warning", "text")
+    seconds = args.minutes * 60 if args.minutes is not None else args.seconds
+    opts = BenchOptions(machines=args.machines, tags=args.tags, hz=args.hz, seconds=seconds,
+                        warmup_s=args.warmup, seed=args.seed)  # fmt: skip
+    results = run_bench(opts)
+    print(summary(results))
+    print(json.dumps(results))
+    return 0
