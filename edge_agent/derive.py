@@ -55,7 +55,12 @@ def derive_state(
         rule = rule.as_code_rule()
     if isinstance(rule, CodeStateRule):
         code = normalise_code(values.get(rule.tag))
-        return None if code is None else rule.state_for(code)
+        if code is None:
+            return None
+        if rule.refine is None:
+            return rule.state_for(code)
+        refine_code = normalise_code(values.get(rule.refine.tag))
+        return None if refine_code is None else rule.state_for(code, refine_code)
     if isinstance(rule, BitsStateRule):
         winner: MachineState | None = None
         for bit in rule.ranked:  # every bit is checked: one unreadable bit makes the read bad

@@ -15,6 +15,7 @@ state:                       # one of four kinds, chosen by `kind`
 #   tag: speed, threshold: 5, hysteresis: 1, above: running, below: idle
 # kind: preset               # ready-made state models, see PACKML_STATES
 #   preset: packml, tag: StateCurrent
+#   refine: {tag: stop_reason, states: [starved], codes: {202: blocked}}   # code and preset
 reasons:
   tags: [{tag: fault_code, codes: {12: jam, 40: e_stop}, states: [fault]}]
   reason_categories: {changeover: planned}
@@ -86,8 +87,34 @@ class _Model(BaseModel):
 # ---------------------------------------------------------------------------------- state rules
 
 
+class StateRefinement(_Model):
+    """A second code tag that tells apart states the state code cannot (`refine:` under a
+    `code` or `preset` rule), e.g. PackML shows starved and blocked both as Suspended:
+
+    ```yaml
+    refine: {tag: stop_reason, states: [starved], codes: {202: blocked}}
+    ```
+
+    When the state code gives one of `states` (unset: any state) and `tag` holds a code of
+    `codes`, the state is that code's; otherwise the state code's stands. The tag is a state
+    tag: a read is good only when it is readable too.
+    """
+
+    tag: TagRef
+    codes: dict[Code, MachineState] = Field(min_length=1)
+    states: frozenset[MachineState] | None = None
+
+    _keys = field_validator("codes", mode="before")(_normalise_keys)
+
+    def apply(self, state: MachineState, code: Code | None) -> MachineState:
+        """`state` refined by the normalised code of `tag`."""
+        if code is None or (self.states is not None and state not in self.states):
+            return state
+        return self.codes.get(code, state)
+
+
 class CodeStateRule(_Model):
-    """A state-code tag and a table code -> canonical state."""
+    """A state-code tag and a table code -> canonical state (optionally refined)."""
 
     kind: Literal["code"]
     tag: TagRef
@@ -95,12 +122,14 @@ class CodeStateRule(_Model):
     default: MachineState = MachineState.OFFLINE
     """An unmapped code is unknown time (`offline`), so a gap in the table never invents a
     downtime; set it to e.g. `fault` to count unknown codes as stops."""
+    refine: StateRefinement | None = None
 
     _keys = field_validator("codes", mode="before")(_normalise_keys)
 
-    def state_for(self, code: Code) -> MachineState:
-        """The state a normalised code stands for."""
-        return self.codes.get(code, self.default)
+    def state_for(self, code: Code, refine_code: Code | None = None) -> MachineState:
+        """The state a normalised code (and the refining tag's code) stands for."""
+        state = self.codes.get(code, self.default)
+        return state if self.refine is None else self.refine.apply(state, refine_code)
 
 
 _DEFAULT_BIT_PRIORITY: dict[MachineState, int] = {
@@ -245,6 +274,8 @@ class PresetStateRule(_Model):
     overrides: dict[Code, MachineState] = Field(default_factory=dict)
     """Replace or add entries of the preset's table (e.g. `{5: blocked}`)."""
     default: MachineState = MachineState.OFFLINE
+    refine: StateRefinement | None = None
+    """Tell apart what the preset cannot, by a second tag (see StateRefinement)."""
 
     _keys = field_validator("overrides", mode="before")(_normalise_keys)
 
@@ -252,7 +283,9 @@ class PresetStateRule(_Model):
         """The preset expanded into the plain code table it stands for."""
         table: dict[Code, MachineState] = {int(k): v for k, v in PACKML_STATES.items()}
         table.update(self.overrides)
-        return CodeStateRule(kind="code", tag=self.tag, codes=table, default=self.default)
+        return CodeStateRule(
+            kind="code", tag=self.tag, codes=table, default=self.default, refine=self.refine
+        )
 
 
 StateRule = Annotated[
@@ -446,6 +479,8 @@ class MachineRules(_Model):
         rule = self.state
         if isinstance(rule, BitsStateRule):
             return {b.tag for b in rule.bits}
+        if isinstance(rule, CodeStateRule | PresetStateRule) and rule.refine is not None:
+            return {rule.tag, rule.refine.tag}
         return {rule.tag}
 
     def referenced_tags(self) -> set[str]:
