@@ -81,9 +81,9 @@ def build(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="sim_command", metavar="SUBCOMMAND")
     t = sub.add_parser("tagmap", help="print the edge agent tag map (YAML) for the simulator")
     add_options(t)
-    t.add_argument("--state-rule", choices=("status", "packml"), default="status",
-                   help="status: exact code table on the status word (default); packml: the "
-                   "packml preset on the state register (blocked reads as starved)")
+    t.add_argument("--state-rule", choices=("status", "packml"), default="packml",
+                   help="packml (default): the packml preset on the state register, refined "
+                   "by the stop reason; status: a code table on the status word")
     t.set_defaults(func=tagmap)
 
 

@@ -3,12 +3,12 @@
     mes sim tagmap --machines 4 > config/edge/sim-agent.yaml
 
 Machines served by both protocols are split for the map: the first half read over Modbus, the
-rest over OPC UA. Two state rules are on offer (`--state-rule`):
+rest over OPC UA. Two state rules are on offer (`--state-rule`), both exact against the truth:
 
-- `status` (default): a code table on the status word, one bit per canonical state; exact.
-- `packml`: the agent's `packml` preset on the PackML state register, with Held overridden to
-  setup. PackML shows starved and blocked both as Suspended, and the rules cannot yet refine a
-  state by the stop reason register, so with this rule blocked reads as starved.
+- `packml` (default): the agent's `packml` preset on the PackML state register, refined by the
+  stop reason register where PackML cannot tell (Suspended is starved or blocked, Held is
+  setup): what a plant engineer would write for a PackML machine.
+- `status`: a code table on the status word, one bit per canonical state.
 """
 
 from __future__ import annotations
@@ -17,14 +17,15 @@ from typing import Any, Literal
 
 import yaml
 
-from core.wire import MachineState
+from edge_agent.rules import PACKML_STATES, PackMLState
 from mes.sim.config import Protocol, SimConfig
 from mes.sim.layout import (
     BASE_TAGS,
     CATEGORY_OF_STATE,
+    PACKML_OF_STATE,
+    STATE_OF_REASON,
     STATUS_BITS,
     DType,
-    PackML,
     Reason,
     Table,
     extra_address,
@@ -88,8 +89,13 @@ def _opcua_tags(index: int, extra_tags: int) -> dict[str, dict[str, Any]]:
 
 def _state_rule(kind: StateRuleKind) -> dict[str, Any]:
     if kind == "packml":
+        # The states the preset reads where the reason register knows better (starved, fault).
+        refined = sorted({PACKML_STATES[PackMLState(PACKML_OF_STATE[s])]
+                          for s in STATE_OF_REASON.values()})
         return {"kind": "preset", "preset": "packml", "tag": tag_name("packml"),
-                "overrides": {int(PackML.HELD): MachineState.SETUP.value}}
+                "refine": {"tag": tag_name("reason"),
+                           "states": [s.value for s in refined],
+                           "codes": {int(r): s.value for r, s in STATE_OF_REASON.items()}}}
     return {"kind": "code", "tag": tag_name("status_word"),
             "codes": {1 << n: s.value for n, s in enumerate(STATUS_BITS)}}
 
@@ -129,7 +135,7 @@ def map_protocol(config: SimConfig, index: int) -> Protocol:
 def build(
     config: SimConfig,
     *,
-    state_rule: StateRuleKind = "status",
+    state_rule: StateRuleKind = "packml",
     gateway: tuple[str, str, str] = ("acme", "north", "gw-north"),
     poll_interval_s: float = 0.5,
 ) -> dict[str, Any]:
@@ -166,7 +172,7 @@ def build(
     }
 
 
-def render(config: SimConfig, *, state_rule: StateRuleKind = "status") -> str:
+def render(config: SimConfig, *, state_rule: StateRuleKind = "packml") -> str:
     """The tag map as YAML, with a header saying how to run the simulator it reads."""
     data = build(config, state_rule=state_rule)
     modbus = next((d["port"] for d in data["devices"] if d["protocol"] == "modbus"), None)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from core.wire import MachineState
 from edge_agent.derive import derive_reason, derive_state
 from edge_agent.tagmap import AgentConfig, load_agent_config
 from mes.sim.config import SimConfig
@@ -52,10 +51,7 @@ def test_map_rules_recover_the_model_states_and_reasons(tmp_path: Path, state_ru
         for machine, s in zip(config.machines, plant.snapshots, strict=True):
             values = {tag_name(f): getattr(s, f) for f in ("packml", "reason", "status_word")}
             state = derive_state(machine.rules.state, values, None)
-            if state_rule == "packml" and s.state is MachineState.BLOCKED:
-                assert state is MachineState.STARVED  # PackML: both are Suspended
-            else:
-                assert state is s.state
+            assert state is s.state  # packml: Suspended and Held refined by the stop reason
             if s.state.is_stop:
                 assert derive_reason(machine.rules.reasons, s.state, values) == reason_code(
                     s.reason
