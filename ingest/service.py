@@ -103,8 +103,17 @@ class IngestService:
                 except queue.Empty:
                     item = None
                 self._check_epoch()
-                if item is not None:
+                # Take everything already waiting (up to a batch) before deciding to flush:
+                # behind a backlog every message is "old", and flushing each alone would keep
+                # the pipeline behind for good.
+                while item is not None:
                     self._handle(item)
+                    if self._batcher.rows >= self._batcher.max_rows:
+                        break
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        item = None
                 if self._batcher.seconds_until_due() == 0:
                     self._flush()
             self._flush()

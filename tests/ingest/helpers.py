@@ -175,3 +175,32 @@ def count_rows(db: TestDatabase, table: str, where: str = "true", params: tuple 
 def gateway_topic(tenants: Tenants, plant: str, kind: Kind = Kind.STATE) -> str:
     org = tenants.a if plant.startswith("a") else tenants.b
     return topic_for(org.code, plant, f"gw-{plant}", kind)
+
+
+def wait_subscribed(db: TestDatabase, broker: BrokerServer, tenants: Tenants,
+                    timeout: float = 60) -> None:
+    """Publish probes until one lands: the ingest is connected and subscribed.
+
+    Messages published before any subscription exists go nowhere (MQTT keeps nothing for a
+    subscription that does not exist yet), so fault tests start publishing only after this.
+    """
+    machine = tenants.a.machines["a1"]
+    pub = Publisher(broker)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            probe = datetime.now(UTC) - timedelta(minutes=1)
+            seq = int(time.time() * 1000) % 1_000_000_000
+            env = StateEnvelope(v=1, gateway="gw-a1", seq=seq, sent_at=probe, records=[
+                StateRecord(machine="a1-press", ts=probe, state=MachineState.IDLE)])
+            pub.publish([(gateway_topic(tenants, "a1"), encode(env))])
+            try:
+                wait_until(lambda p=probe: count_rows(db, "machine_status_history",
+                                                      "machine_id = %s AND ts = %s",
+                                                      (machine, p)) == 1, timeout=1)
+                return
+            except TimeoutError:
+                continue
+        raise TimeoutError("the ingest never took a probe message")
+    finally:
+        pub.close()

@@ -1,0 +1,205 @@
+"""The ingest under faults: killed, offline while data piles up, database and broker restarted,
+two processes sharing the load. Every record lands exactly once (counted by natural key)."""
+
+from __future__ import annotations
+
+import threading
+import urllib.request
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from core import migrations
+from core.wire import encode
+from mes.services.ports import free_port
+from tests.fixtures.database import TestDatabase
+from tests.fixtures.services import require_mosquitto
+from tests.fixtures.tenants import Tenants, seed_two_tenants
+from tests.ingest.helpers import (
+    BASE,
+    IngestProcess,
+    Publisher,
+    count_rows,
+    gateway_topic,
+    ingest_env,
+    state_message,
+    wait_subscribed,
+    wait_until,
+)
+
+
+def _messages(tenants: Tenants, first_seq: int, n: int, records: int,
+              days_back: int) -> list[tuple[str, bytes]]:
+    start = BASE - timedelta(days=days_back)
+    return [(gateway_topic(tenants, "a2"),
+             encode(state_message("gw-a2", seq, "a2-press", n=records, start=start)))
+            for seq in range(first_seq, first_seq + n)]
+
+
+def _window(tenants: Tenants, days_back: int) -> tuple[str, tuple]:
+    start = BASE - timedelta(days=days_back)
+    return ("machine_id = %s AND ts >= %s AND ts < %s",
+            (tenants.a.machines["a2"], start, start + timedelta(days=1)))
+
+
+def test_sigkill_mid_run_loses_and_doubles_nothing(database: TestDatabase, tenants: Tenants,
+                                                    broker_server, tmp_path: Path) -> None:
+    group = f"k{uuid.uuid4().hex[:6]}"
+    env = ingest_env(database, broker_server, "ingest-kill", MES_MQTT__SHARE_GROUP=group)
+    ingest = IngestProcess(env, tmp_path / "ingest.log").start()
+    wait_subscribed(database, broker_server, tenants)
+    msgs = _messages(tenants, 1, 3000, 10, days_back=5)
+    where, params = _window(tenants, 5)
+    pub = Publisher(broker_server)
+    publishing = threading.Thread(target=pub.publish, args=(msgs,))
+    try:
+        publishing.start()
+        wait_until(lambda: count_rows(database, "machine_status_history", where, params) > 3000,
+                   what="the ingest to be writing")
+        ingest.kill()
+        at_kill = count_rows(database, "machine_status_history", where, params)
+        ingest = IngestProcess(env, tmp_path / "ingest.log").start()
+        publishing.join(120)
+        wait_until(lambda: count_rows(database, "machine_status_history", where, params)
+                   == 30_000, timeout=120, what="all 30000 rows")
+    finally:
+        pub.close()
+        if ingest.alive:
+            ingest.terminate()
+    assert at_kill < 30_000, "the kill came too late to test anything"
+    assert count_rows(database, "machine_status_history", where, params) == 30_000
+    assert count_rows(database, "dead_letters", "topic LIKE %s", ("%gw-a2%",)) == 0
+
+
+def test_ingest_down_while_50000_messages_are_published(database: TestDatabase,
+                                                        tenants: Tenants, broker_server,
+                                                        start_ingest) -> None:
+    require_mosquitto(broker_server)
+    group = f"o{uuid.uuid4().hex[:6]}"
+    client_id = f"ingest-offline-{group}"
+    first = start_ingest(broker_server, client_id, MES_MQTT__SHARE_GROUP=group)
+    first.stop()  # the persistent session (and its subscription) stays with the broker
+    msgs = _messages(tenants, 1, 50_000, 1, days_back=6)
+    pub = Publisher(broker_server)
+    try:
+        pub.publish(msgs, timeout=300)
+    finally:
+        pub.close()
+    where, params = _window(tenants, 6)
+    assert count_rows(database, "machine_status_history", where, params) == 0
+    start_ingest(broker_server, client_id, MES_MQTT__SHARE_GROUP=group)
+    wait_until(lambda: count_rows(database, "machine_status_history", where, params)
+               == 50_000, timeout=240, interval=1, what="all 50000 messages")
+
+
+@pytest.fixture
+def own_database(postgres_factory) -> tuple[TestDatabase, Tenants]:
+    server = postgres_factory()
+    with psycopg.connect(server.url(), autocommit=True) as conn:
+        conn.execute("CREATE DATABASE mes")
+    db = TestDatabase(server, "mes")
+    migrations.migrate(db.superuser_url)
+    return db, seed_two_tenants(db.superuser_url)
+
+
+def test_database_restart_mid_run(own_database, broker_server, start_ingest,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    db, tenants = own_database
+    import tests.ingest.conftest as fixtures
+
+    monkeypatch.setattr(fixtures, "settings_for", _settings_for_db(db, fixtures.settings_for))
+    service = start_ingest(broker_server)
+    msgs = _messages(tenants, 1, 1500, 10, days_back=7)
+    where, params = _window(tenants, 7)
+    pub = Publisher(broker_server)
+    publishing = threading.Thread(target=pub.publish, args=(msgs,), kwargs={"timeout": 180})
+    try:
+        publishing.start()
+        wait_until(lambda: count_rows(db, "machine_status_history", where, params) > 1000,
+                   what="writing")
+        db.server.stop(mode="fast")
+        threading.Event().wait(3)  # the ingest meets a dead database for a while
+        db.server.start()
+        publishing.join(180)
+        wait_until(lambda: count_rows(db, "machine_status_history", where, params) == 15_000,
+                   timeout=120, what="all 15000 rows")
+    finally:
+        pub.close()
+    assert service.failure is None and not service.stop_event.is_set()
+    assert service.metrics.db_errors._value.get() > 0, "the restart was not noticed"
+
+
+def _settings_for_db(db: TestDatabase, original):
+    def settings_for(_database, broker, client_id, monkeypatch, **extra):
+        return original(db, broker, client_id, monkeypatch, **extra)
+    return settings_for
+
+
+def test_broker_restart_mid_run(database: TestDatabase, tenants: Tenants, broker_factory,
+                                start_ingest) -> None:
+    broker = broker_factory()
+    require_mosquitto(broker)
+    service = start_ingest(broker)
+    first = _messages(tenants, 1, 500, 10, days_back=8)
+    second = _messages(tenants, 501, 500, 10, days_back=8)
+    where, params = _window(tenants, 8)
+    pub = Publisher(broker)
+    try:
+        pub.publish(first)
+        broker.restart()
+        pub.publish(second, timeout=120)  # the publisher reconnects and resends
+        wait_until(lambda: count_rows(database, "machine_status_history", where, params)
+                   == 10_000, timeout=120, what="all 10000 rows")
+    finally:
+        pub.close()
+    assert service.failure is None
+    assert service.consumer.connected.wait(10)
+
+
+def _written(port: int) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    for line in text.splitlines():
+        if line.startswith('ingest_messages_total{outcome="written"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_two_ingests_share_the_load(database: TestDatabase, tenants: Tenants, broker_server,
+                                    tmp_path: Path) -> None:
+    require_mosquitto(broker_server)
+    group = f"s{uuid.uuid4().hex[:6]}"
+    ports = [free_port(), free_port()]
+    procs = [IngestProcess(ingest_env(database, broker_server, f"ingest-share-{i}-{group}",
+                                      status_port=ports[i], MES_MQTT__SHARE_GROUP=group),
+                           tmp_path / f"ingest-{i}.log").start() for i in range(2)]
+    msgs = _messages(tenants, 1, 2000, 5, days_back=9)
+    where, params = _window(tenants, 9)
+    try:
+        for port in ports:
+            wait_until(lambda p=port: _health(p), what="ingest health")
+        for _ in range(4):  # probes land through either member
+            wait_subscribed(database, broker_server, tenants)
+        pub = Publisher(broker_server)
+        try:
+            pub.publish(msgs)
+        finally:
+            pub.close()
+        wait_until(lambda: count_rows(database, "machine_status_history", where, params)
+                   == 10_000, timeout=120, what="all rows")
+        shares = [_written(p) for p in ports]
+    finally:
+        for p in procs:
+            p.terminate()
+    assert all(s > 0 for s in shares), shares
+    assert sum(shares) >= 2000
+
+
+def _health(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
