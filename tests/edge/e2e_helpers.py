@@ -26,9 +26,7 @@ from tests.edge.mqtt_helpers import Collector, Received, wait_until
 POLL_S = 0.1
 
 
-def sim_map(
-    sim: SimulatorHandle, broker_port: int, outbox: Path, **rules: Any
-) -> dict[str, Any]:
+def sim_map(sim: SimulatorHandle, broker_port: int, outbox: Path, **rules: Any) -> dict[str, Any]:
     """The simulator's shipped-style map, read fast, published to the test broker."""
     data = build(sim.config, poll_interval_s=POLL_S)
     data["broker"].update(
