@@ -1,6 +1,9 @@
 """The ingest pipeline: consume -> validate -> batch -> write -> acknowledge.
 
-One pipeline thread does the work in that order; paho's network thread only queues messages.
+paho's network thread only queues messages; the pipeline thread validates and batches; the
+writer thread commits batches and acknowledges their messages. The two overlap (Python work
+on one core while the database works on another), with at most one batch waiting between
+them, so a slow database holds the pipeline back instead of piling batches up.
 Memory in flight is bounded by the broker: it sends at most `mqtt.receive_maximum`
 unacknowledged messages, and nothing is acknowledged before its commit, so when the database
 falls behind the broker stops sending (and keeps the rest in the persistent session).
@@ -12,6 +15,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,15 +60,23 @@ class IngestService:
         self.consumer = Consumer(settings.mqtt, self._queue, protocol)
         self.consumer.on_connection_change.append(self.metrics.mqtt_connected.set)
         self._inflight: dict[int, int] = {}  # id(InFlight) -> size, for the gauges
+        self._inflight_lock = threading.Lock()
         self._seen_epoch = 0
         self.last_commit: float | None = None
+        self._to_writer: queue.Queue[list[TenantBatch] | None] = queue.Queue(maxsize=1)
         self._thread = threading.Thread(target=self._run, name="ingest-pipeline", daemon=True)
+        self._writer_thread = threading.Thread(target=self._write_loop, name="ingest-writer",
+                                               daemon=True)
         self.failure: BaseException | None = None
+        # Called with (seconds from a message's oldest record to its commit, its row count):
+        # the benchmark's exact latency figures; the metrics keep only a histogram.
+        self.lag_observers: list[Callable[[float, int], None]] = []
 
     # lifetime -----------------------------------------------------------------------------
 
     def start(self) -> None:
         self._pool.open(wait=False)
+        self._writer_thread.start()
         self._thread.start()
         self.consumer.start()
         log.info("ingest started", extra={
@@ -75,18 +87,20 @@ class IngestService:
         """Stop: the pipeline commits and acknowledges what it holds (if the database lets it
         within `timeout`), then the MQTT session is closed; the broker keeps the rest."""
         self.stop_event.set()
+        deadline = time.monotonic() + timeout
         self._thread.join(timeout)
+        self._writer_thread.join(max(0.1, deadline - time.monotonic()))
         self.consumer.stop()
         self._pool.close()
         log.info("ingest stopped")
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         connected = self.consumer.connected.is_set()
-        alive = self._thread.is_alive()
+        alive = self._thread.is_alive() and self._writer_thread.is_alive()
         details = {
             "mqtt_connected": connected,
             "pipeline_alive": alive,
-            "inflight_messages": len(self._inflight),
+            "inflight_messages": self.metrics.inflight_messages._value.get(),
             "last_commit_age_s": (round(time.monotonic() - self.last_commit, 3)
                                   if self.last_commit else None),
         }
@@ -115,14 +129,45 @@ class IngestService:
                     except queue.Empty:
                         item = None
                 if self._batcher.seconds_until_due() == 0:
-                    self._flush()
-            self._flush()
+                    self._hand_over(self._batcher.take())
+            self._hand_over(self._batcher.take())
         except Stopping:
             log.info("stopped while the database was unavailable; unacknowledged messages "
                      "stay with the broker")
         except BaseException as e:  # a bug: make it loud, health goes red
             self.failure = e
             log.exception("ingest pipeline failed")
+            raise
+        finally:
+            self._to_writer.put(None)
+
+    def _hand_over(self, batches: list[TenantBatch]) -> None:
+        """Give batches to the writer; waits while it still has one waiting."""
+        if not batches:
+            return
+        while self.failure is None:
+            try:
+                self._to_writer.put(batches, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def _write_loop(self) -> None:
+        try:
+            while (batches := self._to_writer.get()) is not None:
+                for batch in batches:
+                    try:
+                        self._commit(batch)
+                    except BatchRefused as e:
+                        log.warning("batch refused, isolating the message at fault",
+                                    extra={"error": str(e), "messages": len(batch.messages)})
+                        self._isolate(batch)
+        except Stopping:
+            log.info("stopped while the database was unavailable; unacknowledged messages "
+                     "stay with the broker")
+        except BaseException as e:
+            self.failure = e
+            log.exception("ingest writer failed")
             raise
 
     def _check_epoch(self) -> None:
@@ -133,7 +178,8 @@ class IngestService:
                 log.info("connection changed: dropping unacknowledged work, the broker "
                          "redelivers it", extra={"messages": sum(len(b.messages)
                                                                   for b in dropped)})
-            self._inflight.clear()
+            with self._inflight_lock:
+                self._inflight.clear()
             self._update_gauges()
             self._seen_epoch = epoch
 
@@ -143,7 +189,8 @@ class IngestService:
             return
         message = InFlight(item.mid, item.epoch, len(item.payload), item.received,
                            topic=item.topic, payload=item.payload, qos=item.qos)
-        self._inflight[id(message)] = message.size
+        with self._inflight_lock:
+            self._inflight[id(message)] = message.size
         result = self._retry(lambda: self._validator.check(item.topic, item.payload),
                              "validate message")
         if isinstance(result, Accepted):
@@ -167,15 +214,6 @@ class IngestService:
         self.metrics.messages.labels("dead_letter").inc()
         self._ack(message)
 
-    def _flush(self) -> None:
-        for batch in self._batcher.take():
-            try:
-                self._commit(batch)
-            except BatchRefused as e:
-                log.warning("batch refused, isolating the message at fault",
-                            extra={"error": str(e), "messages": len(batch.messages)})
-                self._isolate(batch)
-
     def _commit(self, batch: TenantBatch) -> None:
         started = time.monotonic()
         written = self._writer.write(batch)
@@ -190,7 +228,10 @@ class IngestService:
         for message in batch.messages:
             accepted = message.accepted
             if accepted is not None and accepted.oldest is not None:
-                self.metrics.lag_seconds.observe((wall - accepted.oldest).total_seconds())
+                lag = (wall - accepted.oldest).total_seconds()
+                self.metrics.lag_seconds.observe(lag)
+                for observe in self.lag_observers:
+                    observe(lag, len(accepted.rows))
             self.metrics.messages.labels("written").inc()
             self._ack(message)
         self._update_gauges()
@@ -210,8 +251,11 @@ class IngestService:
 
     def _ack(self, message: InFlight) -> None:
         self.consumer.ack(message.mid, message.qos, message.epoch)
-        self._inflight.pop(id(message), None)
+        with self._inflight_lock:
+            self._inflight.pop(id(message), None)
 
     def _update_gauges(self) -> None:
-        self.metrics.inflight_messages.set(len(self._inflight))
-        self.metrics.inflight_bytes.set(sum(self._inflight.values()))
+        with self._inflight_lock:
+            count, size = len(self._inflight), sum(self._inflight.values())
+        self.metrics.inflight_messages.set(count)
+        self.metrics.inflight_bytes.set(size)

@@ -12,6 +12,7 @@ from typing import Any
 
 BENCHES = [
     "edge_agent.bench",
+    "ingest.bench",
 ]
 
 

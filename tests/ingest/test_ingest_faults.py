@@ -151,8 +151,16 @@ def test_broker_restart_mid_run(database: TestDatabase, tenants: Tenants, broker
         pub.publish(first)
         broker.restart()
         pub.publish(second, timeout=120)  # the publisher reconnects and resends
-        wait_until(lambda: count_rows(database, "machine_status_history", where, params)
-                   == 10_000, timeout=120, what="all 10000 rows")
+        try:
+            wait_until(lambda: count_rows(database, "machine_status_history", where, params)
+                       == 10_000, timeout=120, what="all 10000 rows")
+        except TimeoutError:
+            m = service.metrics
+            raise AssertionError(
+                f"rows {count_rows(database, 'machine_status_history', where, params)}; "
+                f"health {service.health()}; epoch {service.consumer.epoch}; messages "
+                f"{[(s.labels, s.value) for c in m.messages.collect() for s in c.samples]}"
+            ) from None
     finally:
         pub.close()
     assert service.failure is None
