@@ -45,7 +45,7 @@ from core.staging import STAGING
 from core.wire import Kind, MachineState, StateEnvelope, StateRecord, Topic, encode
 from ingest.service import IngestService
 from ingest.settings import IngestSettings
-from mes.demo import DEMO_ORG, DemoTenant, seed_demo
+from mes.demo_seed import DEMO_ORG, DemoTenant, seed_demo
 from mes.services.broker import BrokerServer
 from mes.services.postgres import PostgresServer
 
@@ -124,10 +124,18 @@ def _stack() -> Iterator[tuple[PostgresServer, BrokerServer, str, str, DemoTenan
         yield pg, broker, owner, app, seed_demo(app)
 
 
+def _env(owner: str, app: str, broker: BrokerServer, client_id: str) -> dict[str, str]:
+    # Each phase in a share group of its own: mosquitto keeps giving an offline persistent
+    # member of a shared subscription its share (see docs/operations.md), and the earlier
+    # phases' sessions stay registered.
+    return {"MES_DATABASE__URL": owner, "MES_DATABASE__APP_URL": app,
+            "MES_MQTT__HOST": broker.host, "MES_MQTT__PORT": str(broker.port),
+            "MES_MQTT__CLIENT_ID": client_id, "MES_MQTT__SHARE_GROUP": client_id,
+            "MES_LOG__LEVEL": "warning"}
+
+
 def _settings(owner: str, app: str, broker: BrokerServer, client_id: str) -> IngestSettings:
-    os.environ.update({"MES_DATABASE__URL": owner, "MES_DATABASE__APP_URL": app,
-                       "MES_MQTT__HOST": broker.host, "MES_MQTT__PORT": str(broker.port),
-                       "MES_MQTT__CLIENT_ID": client_id, "MES_LOG__LEVEL": "warning"})
+    os.environ.update(_env(owner, app, broker, client_id))
     return load_settings(None, IngestSettings)
 
 
@@ -283,10 +291,7 @@ def _rss_kib(pid: int) -> int:
 
 def bench_burst(owner: str, app: str, broker: BrokerServer, feed: Feed, rows_per_s: float,
                 seconds: float) -> dict[str, float]:
-    env = {**os.environ,
-           "MES_DATABASE__URL": owner, "MES_DATABASE__APP_URL": app,
-           "MES_MQTT__HOST": broker.host, "MES_MQTT__PORT": str(broker.port),
-           "MES_MQTT__CLIENT_ID": "bench-burst", "MES_LOG__LEVEL": "warning"}
+    env = {**os.environ, **_env(owner, app, broker, "bench-burst")}
     proc = subprocess.Popen([sys.executable, "-m", "mes.cli", "ingest", "run"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

