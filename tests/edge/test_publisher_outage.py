@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -23,9 +22,7 @@ MACHINES = ("m-0", "m-1", "m-2")
 def test_broker_outage_loses_nothing_and_keeps_order(
     broker_factory: Callable[..., BrokerServer], tmp_path: Path
 ) -> None:
-    # Run as root, mosquitto drops to its own user, which cannot write its persistence under
-    # pytest's 0700 folders (reported): keep root so the collector's session survives.
-    broker = broker_factory(extra_conf="user root" if os.geteuid() == 0 else "")
+    broker = broker_factory()
     require_mosquitto(broker)  # the collector's session must survive the broker's restart
     collector = Collector(broker.host, broker.port, persistent=True)
     config = BrokerConfig(
