@@ -247,3 +247,23 @@ def test_lookup_gateway_returns_identity_only(app: psycopg.Connection, tenants: 
     assert app.execute("SELECT * FROM mes.lookup_gateway('nope')").fetchall() == []
     # The lookup does not open the registry itself.
     assert app.execute("SELECT count(*) FROM mes.gateways").fetchone() == (0,)
+
+
+def test_staged_rows_never_outlive_their_transaction(app: psycopg.Connection,
+                                                     tenants: Tenants) -> None:
+    a = tenants.a
+    with pytest.raises(RuntimeError), tenant_transaction(app, Tenant(a.id)):
+        app.execute("SELECT mes.open_staging('machine_status')")
+        with app.cursor().copy(STAGING["machine_status"].copy_sql) as copy:
+            copy.set_types(list(STAGING["machine_status"].types))
+            copy.write_row(status_rows(a, "a1", 20_000, 1)[0])
+        raise RuntimeError("abandon the batch")
+    with tenant_transaction(app, Tenant(a.id)):
+        app.execute("SELECT mes.open_staging('machine_status')")
+        with app.cursor().copy(STAGING["machine_status"].copy_sql) as copy:
+            copy.set_types(list(STAGING["machine_status"].types))
+            copy.write_row(status_rows(a, "a1", 20_001, 1)[0])
+    with tenant_transaction(app, Tenant(a.id)):
+        app.execute("SELECT mes.open_staging('machine_status')")
+        assert app.execute("SELECT count(*) FROM pg_temp.stage_machine_status").fetchone() == (0,)
+        assert app.execute("SELECT mes.write_machine_status()").fetchone() == (0,)
