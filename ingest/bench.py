@@ -159,7 +159,7 @@ def bench_throughput(owner: str, app: str, broker: BrokerServer, feed: Feed, mes
     settings = _settings(owner, app, broker, "bench-ingest")
     service = IngestService(settings)  # register the persistent session, then go away
     service.start()
-    service.consumer.connected.wait(10)
+    service.consumer.subscribed.wait(10)
     time.sleep(0.3)
     service.stop()
     before = _count(owner)
@@ -255,7 +255,7 @@ def bench_latency(owner: str, app: str, broker: BrokerServer, feed: Feed, rows_p
     lags: list[float] = []
     service.lag_observers.append(lambda lag, _n: lags.append(lag))
     service.start()
-    service.consumer.connected.wait(10)
+    service.consumer.subscribed.wait(10)
     time.sleep(0.3)
     pub = Pub(broker)
     per_s = max(1.0, rows_per_s / feed.records)

@@ -51,6 +51,7 @@ class Consumer:
         self._lock = threading.Lock()
         self.epoch = 0
         self.connected = threading.Event()
+        self.subscribed = threading.Event()  # the broker acknowledged the subscription
         self.on_connection_change: list[Any] = []
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=settings.client_id, protocol=protocol,
@@ -113,11 +114,14 @@ class Consumer:
             if r.is_failure:
                 log.error("subscription refused", extra={
                     "subscription": self._settings.subscription, "reason": str(r)})
+                return
+        self.subscribed.set()
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         with self._lock:
             self.epoch += 1
             self.connected.clear()
+            self.subscribed.clear()
         log.warning("disconnected from broker; reconnecting", extra={"reason": str(reason)})
         for cb in self.on_connection_change:
             cb(False)

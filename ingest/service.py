@@ -95,10 +95,10 @@ class IngestService:
         log.info("ingest stopped")
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        connected = self.consumer.connected.is_set()
+        connected = self.consumer.subscribed.is_set()
         alive = self._thread.is_alive() and self._writer_thread.is_alive()
         details = {
-            "mqtt_connected": connected,
+            "mqtt_subscribed": connected,
             "pipeline_alive": alive,
             "inflight_messages": self.metrics.inflight_messages._value.get(),
             "last_commit_age_s": (round(time.monotonic() - self.last_commit, 3)

@@ -48,7 +48,7 @@ def start_ingest(database: TestDatabase, monkeypatch: pytest.MonkeyPatch
         service = IngestService(settings, mqtt.MQTTv5 if broker.supports_mqtt5
                                 else mqtt.MQTTv311)
         service.start()
-        assert service.consumer.connected.wait(10), "ingest did not connect"
+        assert service.consumer.subscribed.wait(10), "ingest did not subscribe"
         started.append(service)
         return service
 

@@ -164,7 +164,7 @@ def test_broker_restart_mid_run(database: TestDatabase, tenants: Tenants, broker
     finally:
         pub.close()
     assert service.failure is None
-    assert service.consumer.connected.wait(10)
+    assert service.consumer.subscribed.wait(10)
 
 
 def _written(port: int) -> float:
