@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from asyncua import Client, ua
-from asyncua.common.subscription import DataChangeNotif
+from asyncua.common.subscription import DataChangeEvent, StatusChangeEvent, Subscription
 from asyncua.crypto import security_policies
 from cryptography import x509
 
@@ -145,38 +145,57 @@ class OpcUaDriver:
         client = await self._ensure_client()
         lost = self._lost = asyncio.Event()
         polled = list(self._by_node)
-        if self.device.mode is AcquisitionMode.SUBSCRIBE:
-            polled = await self._subscribe(client)
-        self._backoff.reset()
-        self._health.consecutive_errors = 0
-        while True:
-            if polled:
-                readings = await self._read(client, polled)
-                self._health.record(readings)
-                deliver(sink, readings, self.name)
-            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(lost.wait())]
-            timeout = self.device.poll_interval_s if polled else None
-            try:
-                await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for w in waiters:
-                    w.cancel()
-            if stop.is_set():
-                return
-            if lost.is_set():
-                raise ConnectionLost(self._lost_reason)
+        consumer: asyncio.Task[None] | None = None
+        try:
+            if self.device.mode is AcquisitionMode.SUBSCRIBE:
+                sub, polled = await self._subscribe(client)
+                if sub is not None:
+                    consumer = asyncio.create_task(self._consume(sub), name=f"{self.name}/sub")
+            self._backoff.reset()
+            self._health.consecutive_errors = 0
+            while True:
+                if polled:
+                    readings = await self._read(client, polled)
+                    self._health.record(readings)
+                    deliver(sink, readings, self.name)
+                waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(lost.wait())]
+                timeout = self.device.poll_interval_s if polled else None
+                try:
+                    await asyncio.wait(
+                        [*waiters, *([consumer] if consumer else [])],
+                        timeout=timeout,
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                finally:
+                    for w in waiters:
+                        w.cancel()
+                if stop.is_set():
+                    return
+                if lost.is_set():
+                    raise ConnectionLost(self._lost_reason)
+                if consumer is not None and consumer.done():
+                    consumer.result()  # a bug in handling notifications: end this session
+                    raise ConnectionLost("subscription closed")
+        finally:
+            if consumer is not None:
+                consumer.cancel()
 
-    async def _subscribe(self, client: Client) -> list[str]:
-        """Monitor every node; return the node ids that must be polled instead."""
+    async def _subscribe(self, client: Client) -> tuple[Subscription | None, list[str]]:
+        """Monitor every node; return the subscription and the node ids to poll instead."""
         d = self.device
         keys = list(self._by_node)
         try:
-            sub = await client.create_subscription(d.publishing_interval_ms, self)
+            # Iterator mode (no handler object): asyncua queues each notification instead of
+            # starting one task per notification, which cost more than the rest of the agent.
+            # The queue is unbounded because `_consume`, on this loop, empties it whenever it
+            # runs: it holds at most the publish responses decoded since; a bound would drop
+            # values (asyncua's default of 1,000 drops the oldest, fewer than one response).
+            sub = await client.create_subscription(d.publishing_interval_ms, queue_maxsize=0)
         except ua.UaStatusCodeError as e:
             log.warning(
                 "subscription refused, polling", extra={"device": self.name, "error": str(e)}
             )
-            return keys
+            return None, keys
         refused: list[str] = []
         step = d.workarounds.max_items_per_subscribe
         for i in range(0, len(keys), step):
@@ -196,7 +215,7 @@ class OpcUaDriver:
                 "nodes refused monitoring, polling them",
                 extra={"device": self.name, "nodes": refused[:20], "count": len(refused)},
             )
-        return refused
+        return sub, refused
 
     async def _ensure_client(self) -> Client:
         if self._client is not None:
@@ -275,18 +294,27 @@ class OpcUaDriver:
             out.append(TagReading(t.machine, t.tag, None if err else value, ts, err))
         return out
 
-    # Subscription handler (asyncua calls these; `self` is the handler).
+    # ------------------------------------------------------------------------ subscription
 
-    def datachange_notification(self, node: Any, val: Any, data: DataChangeNotif) -> None:
-        key = self._keys.get(node.nodeid)
+    async def _consume(self, sub: Subscription) -> None:
+        """Turn what the subscription delivers into readings until the session ends."""
+        async for event in sub:
+            if isinstance(event, DataChangeEvent):
+                self._on_data_change(event)
+            elif isinstance(event, StatusChangeEvent):
+                self._on_status_change(event.notification)
+
+    def _on_data_change(self, event: DataChangeEvent) -> None:
+        key = self._keys.get(event.node.nodeid)
         if key is None:
             return
-        self._pending += self._readings(key, data.monitored_item.Value, now())
+        self._pending += self._readings(key, event.data.monitored_item.Value, now())
         if len(self._pending) == 1:
-            # Notifications of one publish response arrive together: hand them on as one batch.
+            # `_consume` takes every queued notification without yielding to the loop, so
+            # this runs once they are all in: one batch per publish response.
             asyncio.get_running_loop().call_soon(self._flush)
 
-    def status_change_notification(self, status: ua.StatusChangeNotification) -> None:
+    def _on_status_change(self, status: ua.StatusChangeNotification) -> None:
         if not status.Status.is_good() and self._lost is not None:
             self._lost_reason = f"subscription ended: {status.Status.name}"
             self._lost.set()
