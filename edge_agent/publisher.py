@@ -376,6 +376,17 @@ class Publisher:
     ) -> None:
         if mid in self._status_mids:
             self._status_mids.discard(mid)
+            if reason_code.is_failure:
+                # A refused birth is the first sign of an ACL that refuses everything (and
+                # mosquitto then drops the connection): make it as loud as a refused message.
+                self.refused += 1
+                topic = str(self._status_topic)
+                extra = {"topic": topic, "reason": str(reason_code)}
+                if reason_code.value == _NOT_AUTHORIZED:
+                    log.error(f"gateway ACL refuses topic {topic}: fix the broker ACL",
+                              extra=extra)
+                else:
+                    log.error(f"the broker refused the status message on {topic}", extra=extra)
             return
         msg = self._inflight.pop(mid, None)
         if msg is None:

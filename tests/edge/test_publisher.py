@@ -309,3 +309,23 @@ def test_tls_and_password(
         assert collector.records() == [state("m-0", i) for i in range(3)]
     finally:
         collector.close()
+
+
+def test_an_acl_refusing_everything_is_loud_from_the_birth_on(
+    broker_factory: Callable[..., BrokerServer],
+    readable_dir: Path,
+    outbox: Outbox,
+    run_publisher: Callable[..., Publisher],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    acl = readable_dir / "acl"
+    acl.write_text("topic write mes/v1/some-other-org/#\n")
+    broker = broker_factory(extra_conf=f"acl_file {acl}\n")
+    require_mosquitto(broker)
+    outbox.add_many([state("m-0", 0)])
+    publisher = run_publisher(broker_config(broker.port))
+    wait_until(lambda: publisher.stats().refused >= 1, 10, "the refused birth")
+    status_topic = f"mes/v1/{ORG}/{PLANT}/{GATEWAY}/status"
+    assert f"gateway ACL refuses topic {status_topic}: fix the broker ACL" in caplog.text
+    assert publisher.stats().acked == 0
+    assert len(outbox.stored(limit=10)) + outbox.depth().records >= 1  # nothing lost
