@@ -52,6 +52,7 @@ class Consumer:
         self.epoch = 0
         self.connected = threading.Event()
         self.subscribed = threading.Event()  # the broker acknowledged the subscription
+        self._closed = threading.Event()
         self.on_connection_change: list[Any] = []
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=settings.client_id, protocol=protocol,
@@ -80,8 +81,12 @@ class Consumer:
         self._client.connect_async(s.host, s.port, s.keepalive_s, **kwargs)
         self._client.loop_start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """Disconnect cleanly: queued PUBACKs go out before the DISCONNECT, and paho's loop is
+        stopped only after the broker closed (stopping it at once can drop both)."""
+        self._closed.clear()
         self._client.disconnect()
+        self._closed.wait(timeout)
         self._client.loop_stop()
 
     def ack(self, mid: int, qos: int, epoch: int) -> bool:
@@ -105,7 +110,12 @@ class Consumer:
         log.info("connected to broker", extra={
             "host": self._settings.host, "port": self._settings.port,
             "session_present": getattr(flags, "session_present", None), "epoch": self.epoch})
-        client.subscribe(self._settings.subscription, options=SubscribeOptions(qos=1))
+        # Retained messages only when the subscription is new, not at every reconnect: a
+        # retained message (a gateway's status, or a stray retained publish) would otherwise
+        # be handled again, and a bad one dead-lettered again, after each reconnect.
+        options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
+        client.subscribe(self._settings.subscription,
+                         options=options if self._v5 else None, qos=0 if self._v5 else 1)
         for cb in self.on_connection_change:
             cb(True)
 
@@ -122,6 +132,7 @@ class Consumer:
             self.epoch += 1
             self.connected.clear()
             self.subscribed.clear()
+        self._closed.set()
         log.warning("disconnected from broker; reconnecting", extra={"reason": str(reason)})
         for cb in self.on_connection_change:
             cb(False)

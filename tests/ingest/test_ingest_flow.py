@@ -18,6 +18,7 @@ from core.wire import (
     encode,
 )
 from tests.fixtures.database import TestDatabase
+from tests.fixtures.services import require_mosquitto
 from tests.fixtures.tenants import Tenants
 from tests.ingest.helpers import (
     BASE,
@@ -193,3 +194,31 @@ def test_wire_refuses_non_finite_values(value: float) -> None:
 
     with pytest.raises(ValueError, match="finite"):
         CounterRecord(machine="m", tag="t", ts=datetime.now(UTC), value=value)
+
+
+def test_a_retained_bad_message_is_dead_lettered_once(database: TestDatabase, tenants: Tenants,
+                                                      broker_server, start_ingest) -> None:
+    require_mosquitto(broker_server)
+    topic = "mes/v1/org-a/a1/gw-a1/telemetry"
+    before = count_rows(database, "dead_letters", "topic = %s", (topic,))
+    pub = Publisher(broker_server)
+    try:
+        pub.client.publish(topic, b"not json, and retained", qos=1, retain=True).wait_for_publish()
+        first = start_ingest(broker_server, "ingest-retained", MES_MQTT__SHARE_GROUP="")
+        wait_until(lambda: count_rows(database, "dead_letters", "topic = %s", (topic,))
+                   == before + 1, what="the dead letter")
+        # Stop once it is acknowledged (a stop between record and ack would redeliver it).
+        wait_until(lambda: first.metrics.dead_letters.labels("malformed")._value.get() == 1
+                   and first.metrics.inflight_messages._value.get() == 0, what="the ack")
+        first.stop()
+        second = start_ingest(broker_server, "ingest-retained", MES_MQTT__SHARE_GROUP="")
+        marker = (gateway_topic(tenants, "a1"),
+                  encode(state_message("gw-a1", 77, "a1-press", n=1,
+                                       start=BASE - timedelta(days=13))))
+        pub.publish([marker])  # handled after any redelivered retained message
+        wait_until(lambda: second.metrics.messages.labels("written")._value.get() >= 1)
+        assert count_rows(database, "dead_letters", "topic = %s", (topic,)) == before + 1
+        second.stop()
+    finally:
+        pub.client.publish(topic, b"", qos=1, retain=True).wait_for_publish()  # clear it
+        pub.close()
