@@ -6,12 +6,11 @@ Only construction lives here; the publisher owns the connection's lifetime.
 from __future__ import annotations
 
 import logging
-import ssl
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from core.config_errors import ConfigError
+from core.mqtt import apply_tls
 from core.wire import GatewayStatus, Kind, Topic, encode
 from edge_agent.publish_config import BrokerConfig, MqttProtocol
 
@@ -39,29 +38,8 @@ def build_client(config: BrokerConfig, status_topic: Topic, gateway: str) -> mqt
     if config.username is not None:
         password = config.password.get_secret_value() if config.password else None
         client.username_pw_set(config.username, password)
-    if config.tls.enabled:
-        _set_tls(client, config)
+    apply_tls(client, config.tls, section="broker", host=config.host)
     will = GatewayStatus(v=1, gateway=gateway, status="offline")
     client.will_set(str(status_topic), encode(will), qos=config.qos, retain=True)
     return client
 
-
-def _set_tls(client: mqtt.Client, config: BrokerConfig) -> None:
-    tls = config.tls
-    try:
-        client.tls_set(
-            ca_certs=str(tls.ca_file) if tls.ca_file else None,
-            certfile=str(tls.cert_file) if tls.cert_file else None,
-            keyfile=str(tls.key_file) if tls.key_file else None,
-            cert_reqs=ssl.CERT_REQUIRED,
-            tls_version=ssl.PROTOCOL_TLS_CLIENT,
-        )
-    except (OSError, ssl.SSLError) as e:
-        raise ConfigError([f"broker.tls: cannot load the certificates: {e}"]) from None
-    if tls.insecure:
-        log.warning(
-            "broker.tls.insecure is set: the broker's host name is not checked against its "
-            "certificate",
-            extra={"host": config.host},
-        )
-        client.tls_insecure_set(True)

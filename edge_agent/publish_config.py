@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from core.mqtt import TlsConfig
 from core.wire import Kind
 
 
@@ -25,32 +26,6 @@ class MqttProtocol(StrEnum):
 
     MQTT5 = "mqtt5"
     MQTT311 = "mqtt311"
-
-
-class TlsConfig(_Section):
-    """TLS to the broker.
-
-    `insecure` turns off the check of the broker's host name against its certificate. It is
-    refused unless TLS is enabled, and it is never on by default: a plant engineer has to write
-    it down, which makes it visible in review.
-    """
-
-    enabled: bool = False
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    insecure: bool = False
-
-    @model_validator(mode="after")
-    def _consistent(self) -> TlsConfig:
-        if not self.enabled:
-            given = [n for n in ("ca_file", "cert_file", "key_file") if getattr(self, n)]
-            if given or self.insecure:
-                names = ", ".join(given + (["insecure"] if self.insecure else []))
-                raise ValueError(f"{names} given but tls.enabled is false")
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file go together (client certificate and its key)")
-        return self
 
 
 class BrokerConfig(_Section):

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mes.services.ports import LOOPBACK, free_port, wait_for_port
+from mes.services.process import stop_process
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BROKER_CONF = PROJECT_ROOT / "config" / "mosquitto" / "mosquitto.conf"
@@ -110,15 +111,8 @@ class BrokerServer:
 
     def stop(self, kill: bool = False, timeout: float = 15) -> None:
         """Stop the broker; `kill=True` is a crash (SIGKILL), otherwise a clean shutdown."""
-        if self._proc is None:
-            return
-        if self._proc.poll() is None:
-            os.killpg(self._proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
-            try:
-                self._proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self._proc.pid, signal.SIGKILL)
-                self._proc.wait()
+        if self._proc is not None:
+            stop_process(self._proc, signal.SIGKILL if kill else signal.SIGTERM, timeout)
         self._proc = None
 
     def restart(self) -> None:

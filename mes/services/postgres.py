@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mes.services.ports import free_port, wait_for_port
+from mes.services.process import stop_process
 
 SUPERUSER = "postgres"
 
@@ -168,19 +169,9 @@ class PostgresServer:
 
     def stop(self, mode: str = "fast", timeout: float = 30) -> None:
         """Stop the server: `fast` (SIGINT), `smart` (SIGTERM) or `kill` (SIGKILL, a crash)."""
-        if self._proc is None or self._proc.poll() is not None:
-            self._proc = None
-            return
-        sig = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "kill": signal.SIGKILL}[mode]
-        if mode == "kill":
-            os.killpg(self._proc.pid, sig)
-        else:
-            self._proc.send_signal(sig)
-        try:
-            self._proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self._proc.pid, signal.SIGKILL)
-            self._proc.wait()
+        if self._proc is not None:
+            sig = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "kill": signal.SIGKILL}[mode]
+            stop_process(self._proc, sig, timeout)
         self._proc = None
 
     def restart(self) -> None:

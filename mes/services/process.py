@@ -20,6 +20,21 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def stop_process(proc: subprocess.Popen[bytes], sig: int, timeout: float) -> None:
+    """Send `sig` to the process (SIGKILL to its whole group), wait `timeout`, then SIGKILL."""
+    if proc.poll() is not None:
+        return
+    if sig == signal.SIGKILL:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 class Child:
     """`python -m mes.cli ARGS` with its output in a log file; `stop()` ends it for sure."""
 
@@ -38,11 +53,5 @@ class Child:
 
     def stop(self, timeout: float = 30) -> int:
         """SIGTERM, then SIGKILL to the whole process group after `timeout` seconds."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_process(self.proc, signal.SIGTERM, timeout)
         return self.proc.returncode
