@@ -27,12 +27,12 @@ from tests.edge.mqtt_helpers import (
     AckHoldingProxy,
     Collector,
     counter,
-    make_tls_files,
     state,
     telemetry,
     wait_until,
 )
 from tests.fixtures.services import require_mosquitto
+from tests.fixtures.tls import make_tls_files
 
 
 def broker_config(port: int, **overrides: object) -> BrokerConfig:
