@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import ssl
 from pathlib import Path
 
@@ -46,6 +47,13 @@ def apply_tls(client: mqtt.Client, tls: TlsConfig, *, section: str, host: str) -
     """Configure TLS on a paho client; a certificate that cannot be loaded is a ConfigError."""
     if not tls.enabled:
         return
+    # ssl's errors name neither the setting nor the file: say which one it is.
+    files = {n: p for n in ("ca_file", "cert_file", "key_file") if (p := getattr(tls, n))}
+    # os.path.isfile, not Path.is_file: a folder we may not read is "no such file", not a raise.
+    missing = [f"{section}.tls.{n}: no such file: {p}" for n, p in files.items()
+               if not os.path.isfile(p)]
+    if missing:
+        raise ConfigError(missing)
     try:
         client.tls_set(
             ca_certs=str(tls.ca_file) if tls.ca_file else None,
@@ -55,7 +63,8 @@ def apply_tls(client: mqtt.Client, tls: TlsConfig, *, section: str, host: str) -
             tls_version=ssl.PROTOCOL_TLS_CLIENT,
         )
     except (OSError, ssl.SSLError) as e:
-        raise ConfigError([f"{section}.tls: cannot load the certificates: {e}"]) from None
+        given = ", ".join(f"{n} {p}" for n, p in files.items()) or "the system's CA store"
+        raise ConfigError([f"{section}.tls: cannot load the certificates ({given}): {e}"]) from None
     if tls.insecure:
         log.warning(
             f"{section}.tls.insecure is set: the broker's host name is not checked against "
