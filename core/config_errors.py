@@ -43,6 +43,21 @@ def _lookup(data: Any, loc: tuple[str | int, ...]) -> tuple[bool, Any]:
     return True, data
 
 
+_SECRET_WORDS = ("password", "secret", "token")
+
+
+def _redact(key: str | int, value: Any) -> Any:
+    """The input as it may be quoted in an error: secrets (passwords, tokens) replaced,
+    also inside a section quoted whole, so that they never reach a log."""
+    if isinstance(key, str) and any(w in key.lower() for w in _SECRET_WORDS):
+        return "***"
+    if isinstance(value, Mapping):
+        return {k: _redact(k, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact("", v) for v in value]
+    return value
+
+
 def _user_loc(loc: tuple[str | int, ...], data: Any) -> tuple[str | int, ...]:
     """The location as the user wrote it. pydantic adds the tag of a discriminated union or the
     name of a validator (`state.code.codes[1]` for what the user wrote as `state.codes[1]`):
@@ -82,7 +97,8 @@ def describe(
     for e in err.errors(include_url=False):
         loc = _user_loc(e["loc"], file_data)
         key = key_path(loc)
-        got = f" (got {e['input']!r})" if e["type"] != "missing" and "input" in e else ""
+        shown = _redact(loc[-1] if loc else "", e.get("input"))
+        got = f" (got {shown!r})" if e["type"] != "missing" and "input" in e else ""
         origin = ""
         if file_data is not None:
             in_file, _ = _lookup(file_data, loc)

@@ -95,3 +95,17 @@ def test_cli_exits_2_with_message_not_traceback(tmp_path: Path) -> None:
     assert f"config error in {path}" in out.stderr
     assert "log.level" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_errors_never_quote_a_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, '[database]\napp_password = "s3cret"\npool_max_size = "x"\n')
+    with pytest.raises(ConfigError) as e:
+        load_settings(path)
+    assert "s3cret" not in str(e.value)
+    from ingest.settings import IngestSettings
+
+    monkeypatch.setenv("MES_MQTT__PASSWORD", "s3cret")
+    with pytest.raises(ConfigError) as e2:
+        load_settings(write(tmp_path, ""), IngestSettings)
+    assert "password given without username" in str(e2.value)
+    assert "s3cret" not in str(e2.value) and "***" in str(e2.value)
