@@ -8,7 +8,6 @@ import threading
 from datetime import UTC, datetime
 from types import FrameType
 
-import paho.mqtt.client as mqtt
 import psycopg
 
 from core import logging as mes_logging
@@ -22,8 +21,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     ingest = sub.add_parser("ingest", help="central ingest: MQTT -> database")
     isub = ingest.add_subparsers(dest="ingest_command", required=True, metavar="COMMAND")
     run = isub.add_parser("run", help="consume, validate, batch and write until stopped")
-    run.add_argument("--mqtt311", action="store_true",
-                     help="speak MQTT 3.1.1 (brokers without MQTT 5; no receive maximum)")
     run.set_defaults(func=cmd_run)
     dl = isub.add_parser("dead-letters", help="list or replay dead letters (owner's URL)")
     dsub = dl.add_subparsers(dest="dl_command", required=True, metavar="COMMAND")
@@ -43,7 +40,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.config, IngestSettings)
     mes_logging.configure(settings.log.level, settings.log.format)
-    service = IngestService(settings, mqtt.MQTTv311 if args.mqtt311 else mqtt.MQTTv5)
+    service = IngestService(settings)
     stop = threading.Event()
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:

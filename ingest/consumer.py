@@ -43,11 +43,11 @@ class Received:
 class Consumer:
     """Connects, subscribes, queues messages; `ack(mid, qos, epoch)` after commit."""
 
-    def __init__(self, settings: MqttSubscriberSettings, out: queue.Queue[Received],
-                 protocol: int = mqtt.MQTTv5) -> None:
+    def __init__(self, settings: MqttSubscriberSettings, out: queue.Queue[Received]) -> None:
         self._settings = settings
         self._out = out
-        self._v5 = protocol == mqtt.MQTTv5
+        self._v5 = settings.protocol == "mqtt5"
+        protocol = mqtt.MQTTv5 if self._v5 else mqtt.MQTTv311
         self._lock = threading.Lock()
         self.epoch = 0
         self.connected = threading.Event()

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import paho.mqtt.client as mqtt
 from psycopg_pool import ConnectionPool
 
 from ingest.batcher import Batcher, InFlight, TenantBatch
@@ -37,7 +36,7 @@ log = logging.getLogger(__name__)
 class IngestService:
     """Build with settings, `start()`, later `stop()`; `run()` does both around a wait."""
 
-    def __init__(self, settings: IngestSettings, protocol: int = mqtt.MQTTv5) -> None:
+    def __init__(self, settings: IngestSettings) -> None:
         opts = settings.ingest
         self.settings = settings
         self.metrics = IngestMetrics()
@@ -57,7 +56,7 @@ class IngestService:
         self._writer = Writer(self._pool, retry)
         self._dead_letters = DeadLetters(self._pool, retry, opts.dead_letter_payload_max)
         self._batcher = Batcher(opts.batch_rows, opts.batch_age_ms / 1000)
-        self.consumer = Consumer(settings.mqtt, self._queue, protocol)
+        self.consumer = Consumer(settings.mqtt, self._queue)
         self.consumer.on_connection_change.append(self.metrics.mqtt_connected.set)
         self._inflight: dict[int, int] = {}  # id(InFlight) -> size, for the gauges
         self._inflight_lock = threading.Lock()

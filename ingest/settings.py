@@ -6,6 +6,7 @@ Environment: `MES_MQTT__HOST`, `MES_INGEST__BATCH_ROWS`, ...; file: `[mqtt]`, `[
 from __future__ import annotations
 
 import socket
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
@@ -28,6 +29,10 @@ class MqttSubscriberSettings(_Section):
 
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
+    # MQTT 5 by default: receive maximum (the bound on memory in flight), session expiry and
+    # retain handling need it. 3.1.1 only for a broker without MQTT 5 (no shared subscriptions
+    # there either: set share_group to "").
+    protocol: Literal["mqtt5", "mqtt311"] = "mqtt5"
     client_id: str = Field(default_factory=lambda: f"mes-ingest-{socket.gethostname()}",
                            min_length=1, max_length=128)
     username: str | None = None

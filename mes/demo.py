@@ -129,13 +129,11 @@ def _run(args: argparse.Namespace, database_url: str | None, workdir: Path) -> i
                "MES_MQTT__HOST": broker.host, "MES_MQTT__PORT": str(broker.port),
                "MES_MQTT__CLIENT_ID": "mes-demo-ingest", "MES_LOG__FORMAT": "json",
                "MES_INGEST__BATCH_AGE_MS": "100"}
-        ingest_args = ["ingest", "run"]
-        if not broker.supports_mqtt5:
-            env["MES_MQTT__SHARE_GROUP"] = ""  # amqtt has no shared subscriptions
-            ingest_args.append("--mqtt311")
+        if not broker.supports_mqtt5:  # amqtt: MQTT 3.1.1, no shared subscriptions
+            env.update({"MES_MQTT__PROTOCOL": "mqtt311", "MES_MQTT__SHARE_GROUP": ""})
         ingest_port = free_port()
         env["MES_INGEST__STATUS_PORT"] = str(ingest_port)
-        ingest = Child(ingest_args, workdir / "ingest.log", env)
+        ingest = Child(["ingest", "run"], workdir / "ingest.log", env)
         stack.callback(ingest.stop)
         # The ingest's subscription must exist before the agent publishes anything.
         _wait_healthy(ingest_port, ingest, "the ingest")

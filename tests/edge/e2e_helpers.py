@@ -26,11 +26,14 @@ from tests.edge.mqtt_helpers import Collector, Received, wait_until
 POLL_S = 0.1
 
 
-def sim_map(sim: SimulatorHandle, broker_port: int, outbox: Path, **rules: Any) -> dict[str, Any]:
-    """The simulator's shipped-style map, read fast, published to the test broker."""
+def sim_map(sim: SimulatorHandle, broker_port: int, outbox: Path, *, v5: bool = True,
+            **rules: Any) -> dict[str, Any]:
+    """The simulator's shipped-style map, read fast, published to the test broker (MQTT 3.1.1
+    where the broker is the pip fallback, which has no MQTT 5)."""
     data = build(sim.config, poll_interval_s=POLL_S)
     data["broker"].update(
-        port=broker_port, flush_interval_s=0.2, reconnect_min_s=0.2, reconnect_max_s=1.0
+        port=broker_port, flush_interval_s=0.2, reconnect_min_s=0.2, reconnect_max_s=1.0,
+        protocol="mqtt5" if v5 else "mqtt311",
     )
     data["outbox"]["path"] = str(outbox)
     for device in data["devices"]:

@@ -72,10 +72,10 @@ def test_published_records_match_the_simulators_truth(
     broker = broker_factory()
     with SimulatorHandle(sim_config(tmp_path), process=True) as sim:
         sim.pause()  # the agent sees every machine from its first state on
-        data = sim_map(sim, broker.port, tmp_path / "outbox.sqlite",
+        data = sim_map(sim, broker.port, tmp_path / "outbox.sqlite", v5=broker.supports_mqtt5,
                        micro_stop_below_s=MICRO_BELOW_S)  # fmt: skip
         config = write_map(tmp_path / "map.yaml", data)
-        collector = Collector(broker.host, broker.port)
+        collector = Collector(broker.host, broker.port, v5=broker.supports_mqtt5)
         runner = AgentThread(config).start()
         agent = runner.agent
         status = StatusServer("127.0.0.1", 0, agent.health, agent.registry).start()
@@ -168,9 +168,10 @@ def test_plc_outage_is_a_gap_not_a_stop(
 ) -> None:
     broker = broker_factory()
     with SimulatorHandle(sim_config(tmp_path), process=True) as sim:
-        data = sim_map(sim, broker.port, tmp_path / "outbox.sqlite", offline_after_s=2.0)
+        data = sim_map(sim, broker.port, tmp_path / "outbox.sqlite", v5=broker.supports_mqtt5,
+                       offline_after_s=2.0)
         config = write_map(tmp_path / "map.yaml", data)
-        collector = Collector(broker.host, broker.port)
+        collector = Collector(broker.host, broker.port, v5=broker.supports_mqtt5)
         runner = AgentThread(config).start()
         agent = runner.agent
         opcua = agent.drivers["sim-opcua"]

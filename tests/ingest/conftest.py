@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 
-import paho.mqtt.client as mqtt
 import pytest
 
 from core.settings import load_settings
@@ -27,8 +26,6 @@ def settings_for(db: TestDatabase, broker: BrokerServer, client_id: str,
     for key, value in ingest_env(db, broker, client_id, **extra).items():
         if key.startswith("MES_"):
             monkeypatch.setenv(key, value)
-    if not broker.supports_mqtt5:  # amqtt has no shared subscriptions
-        monkeypatch.setenv("MES_MQTT__SHARE_GROUP", "")
     return load_settings(None, IngestSettings)
 
 
@@ -45,8 +42,7 @@ def start_ingest(database: TestDatabase, monkeypatch: pytest.MonkeyPatch
         extra.setdefault("MES_MQTT__SHARE_GROUP", f"t{uuid.uuid4().hex[:8]}")
         settings = settings_for(database, broker, client_id or f"ingest-{uuid.uuid4().hex[:6]}",
                                 monkeypatch, **extra)
-        service = IngestService(settings, mqtt.MQTTv5 if broker.supports_mqtt5
-                                else mqtt.MQTTv311)
+        service = IngestService(settings)
         service.start()
         assert service.consumer.subscribed.wait(10), "ingest did not subscribe"
         started.append(service)

@@ -119,6 +119,8 @@ def ingest_env(db: TestDatabase, broker: BrokerServer, client_id: str,
     })
     if status_port is not None:
         env["MES_INGEST__STATUS_PORT"] = str(status_port)
+    if not broker.supports_mqtt5:  # amqtt: MQTT 3.1.1, no shared subscriptions
+        env.update({"MES_MQTT__PROTOCOL": "mqtt311", "MES_MQTT__SHARE_GROUP": ""})
     return env
 
 
