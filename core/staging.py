@@ -66,6 +66,4 @@ def write_staged(conn: psycopg.Connection, kind: str, rows: Iterable[Sequence[An
         for row in rows:
             copy.write_row(row)
     row = conn.execute(f"SELECT {spec.write_function}()").fetchone()
-    # Emptied at commit anyway; empty it now so a second batch in this transaction starts clean.
-    conn.execute(f"TRUNCATE pg_temp.stage_{spec.name}")
     return int(row[0]) if row else 0

@@ -139,9 +139,13 @@ BEGIN
     END IF;
     IF to_regclass('pg_temp.' || tbl) IS NULL THEN
         EXECUTE format('CREATE TEMPORARY TABLE %I (%s) ON COMMIT DELETE ROWS', tbl, cols);
-        EXECUTE format('GRANT INSERT, SELECT, TRUNCATE ON TABLE pg_temp.%I TO mes_app', tbl);
+        EXECUTE format('GRANT INSERT, SELECT ON TABLE pg_temp.%I TO mes_app', tbl);
     ELSE
         PERFORM mes._staging_table(kind);  -- refuses a table of someone else's making
+        -- Empty at the start of every batch, also for a second batch in one transaction. Not
+        -- TRUNCATE: on a table made in an earlier transaction that allocates a new file each
+        -- time, which cost the ingest a quarter of its throughput.
+        EXECUTE format('DELETE FROM ONLY pg_temp.%I', tbl);
     END IF;
     RETURN 'pg_temp.' || tbl;
 END

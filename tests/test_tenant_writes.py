@@ -267,3 +267,14 @@ def test_staged_rows_never_outlive_their_transaction(app: psycopg.Connection,
         app.execute("SELECT mes.open_staging('machine_status')")
         assert app.execute("SELECT count(*) FROM pg_temp.stage_machine_status").fetchone() == (0,)
         assert app.execute("SELECT mes.write_machine_status()").fetchone() == (0,)
+
+
+def test_two_batches_of_one_kind_in_one_transaction(app: psycopg.Connection,
+                                                    tenants: Tenants) -> None:
+    a = tenants.a
+    first, second = status_rows(a, "a1", 30_000, 3), status_rows(a, "a1", 30_003, 2)
+    with tenant_transaction(app, Tenant(a.id)):
+        assert write_staged(app, "machine_status", first) == 3
+        assert write_staged(app, "machine_status", second) == 2  # the first batch is not staged
+        assert app.execute("SELECT count(*) FROM pg_temp.stage_machine_status").fetchone() \
+            == (2,)
