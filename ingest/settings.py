@@ -69,7 +69,7 @@ class IngestOptions(_Section):
     max_future_s: float = Field(default=300, ge=0)
     max_past_s: float = Field(default=30 * 24 * 3600, gt=0)
     max_string_bytes: int = Field(default=128, ge=8)
-    batch_rows: int = Field(default=5000, ge=1)
+    batch_rows: int = Field(default=20_000, ge=1)
     batch_age_ms: int = Field(default=200, ge=1)
     registry_ttl_s: float = Field(default=60, gt=0)
     unknown_retry_s: float = Field(default=5, ge=0)
