@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 
@@ -220,18 +220,18 @@ def decode(kind: Kind, payload: bytes) -> Envelope:
     decoder = _DECODERS.get(kind)
     if decoder is None:
         raise WireError("bad_kind", f"no records are carried on {kind.value!r} topics")
-    try:
-        return decoder.decode(payload)
-    except msgspec.ValidationError as e:
-        raise WireError("invalid", str(e)) from None
-    except msgspec.DecodeError as e:
-        raise WireError("malformed", str(e)) from None
+    return _decode(decoder, payload)
 
 
 def decode_status(payload: bytes) -> GatewayStatus:
     """Decode a `status` topic payload (birth or last will); raises WireError."""
+    return _decode(_STATUS_DECODER, payload)
+
+
+def _decode(decoder: msgspec.json.Decoder[Any], payload: bytes) -> Any:
+    """msgspec's errors as dead-letter reasons: `invalid` (schema), `malformed` (not JSON)."""
     try:
-        return _STATUS_DECODER.decode(payload)
+        return decoder.decode(payload)
     except msgspec.ValidationError as e:
         raise WireError("invalid", str(e)) from None
     except msgspec.DecodeError as e:
