@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 class IngestService:
-    """Build with settings, `start()`, later `stop()`; `run()` does both around a wait."""
+    """Build with settings, `start()`, later `stop()`; `health()` and `metrics` meanwhile."""
 
     def __init__(self, settings: IngestSettings) -> None:
         opts = settings.ingest
@@ -138,13 +138,14 @@ class IngestService:
             log.exception("ingest pipeline failed")
             raise
         finally:
-            self._to_writer.put(None)
+            self._hand_over(None)
 
-    def _hand_over(self, batches: list[TenantBatch]) -> None:
-        """Give batches to the writer; waits while it still has one waiting."""
-        if not batches:
+    def _hand_over(self, batches: list[TenantBatch] | None) -> None:
+        """Give batches (None: the end) to the writer; waits while it still has one waiting,
+        unless the writer is gone (failed, or stopped while the database was away)."""
+        if batches == []:
             return
-        while self.failure is None:
+        while self.failure is None and self._writer_thread.is_alive():
             try:
                 self._to_writer.put(batches, timeout=0.5)
                 return

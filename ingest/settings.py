@@ -40,8 +40,11 @@ class MqttSubscriberSettings(_Section):
     tls: TlsConfig = Field(default_factory=TlsConfig)
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0)
-    # Empty: a plain subscription (a broker without shared subscriptions, one ingest only).
-    share_group: str = Field(default="ingest", pattern=r"^[A-Za-z0-9_-]*$")
+    # Empty (the default): a plain subscription, for one ingest process. Set a group to split
+    # the load over several processes, knowing mosquitto 2.0's limit (measured here): after a
+    # broker restart, a shared subscription of an offline session is not restored, so messages
+    # published before that ingest reconnects reach no one (docs/operations.md).
+    share_group: str = Field(default="", pattern=r"^[A-Za-z0-9_-]*$")
     topic_filter: str = "mes/v1/+/+/+/+"
     receive_maximum: int = Field(default=1000, ge=1, le=65535)
     reconnect_min_s: float = Field(default=0.5, gt=0)

@@ -143,15 +143,23 @@ def test_broker_restart_mid_run(database: TestDatabase, tenants: Tenants, broker
                                 start_ingest) -> None:
     broker = broker_factory()
     require_mosquitto(broker)
-    service = start_ingest(broker)
+    # A plain subscription: mosquitto 2.0 does not restore a shared subscription of an offline
+    # session after its restart (see docs/operations.md), so messages published before the
+    # ingest is back would reach no one.
+    service = start_ingest(broker, MES_MQTT__SHARE_GROUP="")
     first = _messages(tenants, 1, 500, 10, days_back=8)
     second = _messages(tenants, 501, 500, 10, days_back=8)
     where, params = _window(tenants, 8)
+    # The test's publisher is a plain paho client: messages it wrote into the dead connection
+    # are dropped by paho when its new session starts clean (the edge agent's outbox is what
+    # guards against that, tested in tests/edge). So a fresh client publishes after the restart.
     pub = Publisher(broker)
     try:
         pub.publish(first)
+        pub.close()
         broker.restart()
-        pub.publish(second, timeout=120)  # the publisher reconnects and resends
+        pub = Publisher(broker)
+        pub.publish(second, timeout=120)
         try:
             wait_until(lambda: count_rows(database, "machine_status_history", where, params)
                        == 10_000, timeout=120, what="all 10000 rows")
