@@ -7,6 +7,7 @@ engineer sees `config error in /etc/mes/agent.yaml: devices[0].port: expected an
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,13 @@ def _lookup(data: Any, loc: tuple[str | int, ...]) -> tuple[bool, Any]:
 
 
 _SECRET_WORDS = ("password", "secret", "token")
+# The password in a URL's user information: `scheme://user:PASSWORD@host`.
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/@:\s]*:)[^@\s]*(?=@)")
+
+
+def redact_url(text: str) -> str:
+    """`text` with the password of any URL in it replaced by `***`."""
+    return _URL_PASSWORD.sub(r"\g<head>***", text)
 
 
 def _redact(key: str | int, value: Any) -> Any:
@@ -55,6 +63,8 @@ def _redact(key: str | int, value: Any) -> Any:
         return {k: _redact(k, v) for k, v in value.items()}
     if isinstance(value, list):
         return [_redact("", v) for v in value]
+    if isinstance(value, str):
+        return redact_url(value)
     return value
 
 

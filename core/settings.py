@@ -41,6 +41,11 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# One message, one exit status (2, a ConfigError) for every command that needs the database.
+_URL_MISSING = ("database.url: not set: give the owner's (or an administrator's) URL in "
+                "MES_DATABASE__URL, DATABASE_URL or the config file's [database] section")
+
+
 class DatabaseSettings(_Section):
     """Where the data lives, and as whom each part connects.
 
@@ -62,13 +67,17 @@ class DatabaseSettings(_Section):
     def _normalise(cls, v: str | None) -> str | None:
         return normalise_postgres_url(v) if v else None
 
+    def owner_url(self) -> str:
+        """The owner's (or an administrator's) URL, for migrations and operator commands."""
+        if not self.url:
+            raise ConfigError([_URL_MISSING])
+        return self.url
+
     def application_url(self) -> str:
         """The URL services use: never the owner's role."""
         if self.app_url:
             return self.app_url
-        if not self.url:
-            raise ConfigError(["database.url: not set (MES_DATABASE__URL or DATABASE_URL)"])
-        parts = urlsplit(self.url)
+        parts = urlsplit(self.owner_url())
         host = parts.hostname or ""
         if ":" in host:
             host = f"[{host}]"

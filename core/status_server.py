@@ -13,15 +13,26 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from core.config_errors import ConfigError
+
 HealthFn = Callable[[], tuple[bool, dict[str, Any]]]
 
 
 class StatusServer:
     """Serve `health()` -> (healthy, details) on /health (200 or 503) and `registry` on /metrics."""
 
-    def __init__(self, host: str, port: int, health: HealthFn, registry: CollectorRegistry):
+    def __init__(self, host: str, port: int, health: HealthFn, registry: CollectorRegistry,
+                 *, setting: str = "status_port"):
+        """Bind now, so that a port another process holds is a ConfigError naming `setting`
+        (exit status 2), not a traceback from a thread."""
         handler = _handler(health, registry)
-        self._server = ThreadingHTTPServer((host, port), handler)
+        try:
+            self._server = ThreadingHTTPServer((host, port), handler)
+        except OSError as e:
+            raise ConfigError([
+                f"{setting}: cannot listen on {host}:{port}: {e.strerror or e}. Another process "
+                "(a second agent or ingest?) may hold the port: stop it or choose another port"
+            ]) from None
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="status-http",
                                         daemon=True)

@@ -78,9 +78,10 @@ async def _serve(config: Any, status_host: str, status_port: int | None) -> None
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     status = None
-    if status_port is not None:
-        status = StatusServer(status_host, status_port, agent.health, agent.registry).start()
     try:
+        if status_port is not None:
+            status = StatusServer(status_host, status_port, agent.health, agent.registry,
+                                  setting="--status-port").start()
         await agent.run(stop)
     finally:
         if status is not None:

@@ -51,7 +51,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     status = None
     if settings.ingest.status_port is not None:
         status = StatusServer(settings.ingest.status_host, settings.ingest.status_port,
-                              service.health, service.metrics.registry).start()
+                              service.health, service.metrics.registry,
+                              setting="ingest.status_port").start()
     service.start()
     while not stop.wait(1.0):
         if service.failure is not None:
@@ -64,10 +65,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _owner(args: argparse.Namespace) -> tuple[IngestSettings, psycopg.Connection]:
     settings = load_settings(args.config, IngestSettings)
-    if not settings.database.url:
-        raise UserFacingError("database.url (the owner's URL) is needed to read dead letters")
     try:
-        return settings, psycopg.connect(settings.database.url)
+        return settings, psycopg.connect(settings.database.owner_url())
     except psycopg.OperationalError as e:
         raise UserFacingError(f"cannot connect to the database: {e}") from None
 

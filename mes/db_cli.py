@@ -20,13 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _owner_url(args: argparse.Namespace) -> str:
-    settings = load_settings(args.config)
-    if not settings.database.url:
-        raise migrations.MigrationError(
-            "database.url is not set: give the owner's (or an administrator's) URL in "
-            "MES_DATABASE__URL, DATABASE_URL or the config file"
-        )
-    return settings.database.url
+    return load_settings(args.config).database.owner_url()
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

@@ -24,9 +24,9 @@ from pydantic import ValidationError
 
 from core.config_errors import ConfigError, describe
 from core.logging import configure
-from mes.sim.config import SimConfig
+from mes.sim.config import Protocol, SimConfig
 from mes.sim.runner import Simulator
-from mes.sim.tagmap import render
+from mes.sim.tagmap import SHIPPED_MAP, SHIPPED_MODBUS_PORT, SHIPPED_OPCUA_PORT, render
 
 # CLI option -> SimConfig field; options not given leave the field's default.
 _FIELDS = {
@@ -95,8 +95,32 @@ def tagmap(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     configure(args.log_level, args.log_format)
     config = config_from(args)
+    if not args.control:
+        # A person at a terminal: serve where the shipped map reads, and say which map fits.
+        # Programs (--control, the test harness, the demo) ask for free ports instead.
+        config = config.model_copy(update={
+            "modbus_port": config.modbus_port or SHIPPED_MODBUS_PORT,
+            "opcua_port": config.opcua_port or SHIPPED_OPCUA_PORT,
+        })
+        print(_map_hint(config), file=sys.stderr, flush=True)
     asyncio.run(_serve(config, control=args.control))
     return 0
+
+
+def _map_hint(config: SimConfig) -> str:
+    """Which tag map reads this simulator: the shipped one, or how to generate one."""
+    shipped = SimConfig(modbus_port=SHIPPED_MODBUS_PORT, opcua_port=SHIPPED_OPCUA_PORT)
+    served = []
+    if Protocol.MODBUS in config.protocols:
+        served.append(f"Modbus TCP {config.host}:{config.modbus_port}")
+    if Protocol.OPCUA in config.protocols:
+        served.append(f"OPC UA opc.tcp://{config.host}:{config.opcua_port}/")
+    head = f"mes sim: {config.machines} machine(s) on {' and '.join(served)}. "
+    if config.model_dump(exclude={"seed", "speed", "tick_s", "min_dwell_s", "truth"}) == \
+            shipped.model_dump(exclude={"seed", "speed", "tick_s", "min_dwell_s", "truth"}):
+        return head + f"The shipped map reads it: mes edge check --config {SHIPPED_MAP}"
+    options = " ".join(config.to_args())
+    return head + f"Its tag map: mes sim tagmap {options} > sim-agent.yaml"
 
 
 def _emit(obj: dict[str, Any]) -> None:

@@ -40,6 +40,7 @@ from mes.sim.model import MICRO_STOP_S
 # Where the shipped map expects the simulator (non-standard ports, loopback only).
 SHIPPED_MODBUS_PORT = 15020
 SHIPPED_OPCUA_PORT = 48400
+SHIPPED_MAP = "config/edge/sim-agent.yaml"
 MODBUS_DEVICE = "sim-modbus"
 OPCUA_DEVICE = "sim-opcua"
 StateRuleKind = Literal["status", "packml"]
