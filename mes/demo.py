@@ -26,6 +26,8 @@ from pathlib import Path
 
 import psycopg
 import yaml
+from rich.console import Console
+from rich.live import Live
 
 from core import migrations
 from core.settings import load_settings
@@ -163,21 +165,30 @@ def _run(args: argparse.Namespace, database_url: str | None, workdir: Path) -> i
 
 def _watch(seconds: float | None, ledger: Ledger, app_url: str, owner_url: str,
            org: object, agent: Child, ingest: Child) -> None:
+    """Redraw the view in place every two seconds at a terminal; elsewhere (a log, a test),
+    print each frame below the last."""
+    console = Console()
     started = last_t = time.monotonic()
     last_rows = 0
-    try:
-        while seconds is None or time.monotonic() - started < seconds:
-            time.sleep(2.0)
-            for child, what in ((agent, "edge agent"), (ingest, "ingest")):
-                if not child.running:
-                    raise RuntimeError(f"the {what} exited; see {child.log_path}")
-            landed = read_landed(app_url, owner_url, org)  # type: ignore[arg-type]
-            now = time.monotonic()
-            rate = (landed.rows - last_rows) / (now - last_t)
-            last_rows, last_t = landed.rows, now
-            print(render(now - started, ledger.snapshot(), landed, rate), flush=True)
-    except KeyboardInterrupt:
-        print("\ninterrupted")
+    with Live(console=console, auto_refresh=False) if console.is_terminal else \
+            contextlib.nullcontext() as live:
+        try:
+            while seconds is None or time.monotonic() - started < seconds:
+                time.sleep(2.0)
+                for child, what in ((agent, "edge agent"), (ingest, "ingest")):
+                    if not child.running:
+                        raise RuntimeError(f"the {what} exited; see {child.log_path}")
+                landed = read_landed(app_url, owner_url, org)  # type: ignore[arg-type]
+                now = time.monotonic()
+                rate = (landed.rows - last_rows) / (now - last_t)
+                last_rows, last_t = landed.rows, now
+                frame = render(now - started, ledger.snapshot(), landed, rate)
+                if live is not None:
+                    live.update(frame, refresh=True)
+                else:
+                    console.print(frame)
+        except KeyboardInterrupt:
+            console.print("interrupted")
 
 
 def _summary(published: dict[str, int], lost: dict[str, int], dead: int, workdir: Path) -> int:

@@ -14,9 +14,10 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
+from rich.table import Table
 
 from core.tenancy import Tenant, tenant_transaction
-from core.wire import DowntimeRecord, Kind, Topic, WireError, decode
+from core.wire import DowntimeRecord, Kind, MachineState, Topic, WireError, decode
 from mes.services.broker import BrokerServer
 
 StateKey = tuple[str, datetime]
@@ -133,18 +134,30 @@ def missing(published: Published, landed: Landed) -> Counter[str]:
     return out
 
 
-def render(elapsed: float, published: Published, landed: Landed, rows_per_s: float) -> str:
-    """One screenful: per-machine state and cycles, open stops, totals."""
-    lines = [f"[{elapsed:5.0f} s] published {sum(published.counts().values()):>7} records | "
-             f"landed {landed.rows:>7} rows ({rows_per_s:,.0f}/s) | "
-             f"dead letters {landed.dead_letters}"]
+def render(elapsed: float, published: Published, landed: Landed, rows_per_s: float) -> Table:
+    """One screenful: each machine's state, since when, its open stop and cycles; totals."""
+    totals = (f"{elapsed:,.0f} s: published {sum(published.counts().values()):,} records, "
+              f"landed {landed.rows:,} rows ({rows_per_s:,.0f}/s), "
+              f"dead letters {landed.dead_letters}")
+    table = Table(title=totals, caption="Ctrl-C stops the demo and prints the summary",
+                  title_justify="left", caption_justify="left")
+    table.add_column("machine")
+    table.add_column("state")
+    table.add_column("since")
+    table.add_column("stop reason")
+    table.add_column("category")
+    table.add_column("cycles", justify="right")
+    open_stops = {r.machine: r for r in published.stops.values() if r.ended_at is None}
     for machine in sorted(landed.latest):
-        state, since, reason = landed.latest[machine]
+        state, since, _reason = landed.latest[machine]
+        # The ledger can be a moment ahead of or behind the rows: a stop shows only on a
+        # machine whose landed state is a stop.
+        stop = open_stops.get(machine) if MachineState(state).is_stop else None
         cycles = landed.cycles.get(machine)
-        lines.append(f"    {machine}  {state:13} {reason or '':9} since {since:%H:%M:%S}  "
-                     f"cycles {cycles if cycles is not None else '-':>8}")
-    open_stops = [r for e, r in published.stops.items() if r.ended_at is None]
-    for rec in sorted(open_stops, key=lambda r: r.started_at)[-5:]:
-        lines.append(f"    stop  {rec.machine} {rec.state.value} {rec.reason_code or ''} "
-                     f"({rec.category.value}) since {rec.started_at:%H:%M:%S}")
-    return "\n".join(lines)
+        table.add_row(
+            machine, state, f"{since:%H:%M:%S}",
+            (stop.reason_code or "-") if stop else "",
+            stop.category.value if stop else "",
+            f"{cycles:,.0f}" if cycles is not None else "-",
+        )
+    return table

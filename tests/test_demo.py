@@ -38,8 +38,11 @@ def test_demo_runs_the_pipeline_and_everything_lands() -> None:
     assert total, out.stdout[-2000:]
     published, landed, dead = map(int, total.groups())
     assert published > 100 and landed == published and dead == 0
-    # Stops were seen live, with their reasons.
-    assert re.search(r"stop\s+m00\d \w+", out.stdout)
+    # Stops were seen live, with their reasons and categories, on the machine's row.
+    assert re.search(r"m00\d\W+(idle|starved|blocked|setup|planned_stop|fault)\W+[\d:]+\W+"
+                     r"[\w-]+\W+(planned|unplanned)\b", out.stdout), out.stdout[-3000:]
+    # Counters are whole numbers.
+    assert not re.search(r"m00\d.*\d\.\d+\s*\W*$", out.stdout, re.MULTILINE)
     # Nothing left behind: no process of the demo's work folder or database, no listener.
     workdir = re.search(r"work folder (\S+)", out.stdout)[1]  # type: ignore[index]
     assert not _processes_mentioning(workdir)
