@@ -11,13 +11,15 @@ it ends).
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_type_hints
 
 import msgspec
 
@@ -26,12 +28,32 @@ TOPIC_ROOT = "mes/v1"
 CODE_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 CODE_RE = re.compile(CODE_PATTERN)
 
+# Machine codes, tag names and reason codes come from tag maps and PLCs, so they are freer than
+# topic codes, but they are printable text (`check_text`).
 Code = Annotated[str, msgspec.Meta(pattern=CODE_PATTERN)]
 MachineCode = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 TagName = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 ReasonCode = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+FreeText = Annotated[str, msgspec.Meta(max_length=256)]
 Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
 Seq = Annotated[int, msgspec.Meta(ge=0)]
+
+TEXT_RULE = ("printable text without control characters, quotes, backslash, invisible "
+             "characters or spaces at either end")
+_QUOTES = frozenset("\"'`\\")
+
+
+def is_text(value: str) -> bool:
+    """Whether a code is printable text (TEXT_RULE).
+
+    Control characters, quotes, invisible format characters (zero-width, bidi overrides, byte
+    order mark) and surrounding spaces turn a code into a different code that looks the same,
+    break logs and exports, and a NUL makes PostgreSQL refuse a whole batch: validation refuses
+    them first. `str.isprintable` is Unicode's rule (no "Other" or "Separator" but the ASCII
+    space) at C speed.
+    """
+    return (value.isprintable() and value[:1] != " " and value[-1:] != " "
+            and _QUOTES.isdisjoint(value))
 
 
 class Kind(StrEnum):
@@ -161,8 +183,14 @@ class GatewayStatus(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     gateway: Code
     status: Literal["online", "offline"]
     ts: Timestamp | None = None
-    agent_version: str | None = None
-    config_hash: str | None = None
+    agent_version: FreeText | None = None
+    config_hash: FreeText | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("agent_version", "config_hash"):
+            value = getattr(self, name)
+            if value is not None and not value.isprintable():
+                raise ValueError(f"{name} must be printable text")
 
 
 ENVELOPES: dict[Kind, type[Envelope]] = {
@@ -220,7 +248,37 @@ def decode(kind: Kind, payload: bytes) -> Envelope:
     decoder = _DECODERS.get(kind)
     if decoder is None:
         raise WireError("bad_kind", f"no records are carried on {kind.value!r} topics")
-    return _decode(decoder, payload)
+    envelope = _decode(decoder, payload)
+    if not payload.isascii() or any(mark in payload for mark in _MAYBE_NOT_TEXT):
+        _check_texts(envelope)
+    return envelope
+
+
+# Codes are checked after decoding, per record, only when the raw payload could hold a string
+# that breaks TEXT_RULE: in compact JSON such a string shows as a backslash escape, a non-ASCII
+# byte, a quote or a space. Our agents' payloads have none of these unless a code does, and
+# skipping the per-record check keeps decoding nearly twice as fast (100 records: 20 us, 37 us).
+_MAYBE_NOT_TEXT = (b"\\", b"'", b"`", b" ")  # one byte each: memchr, not a substring search
+_CODE_TYPES = (MachineCode, TagName, ReasonCode)
+
+
+def _text_fields(record_type: type) -> tuple[str, ...]:
+    hints = get_type_hints(record_type, include_extras=True)
+    return tuple(name for name, hint in hints.items()
+                 if hint in _CODE_TYPES or any(hint == t | None for t in _CODE_TYPES))
+
+
+_TEXT_FIELDS: dict[type, tuple[str, ...]] = {
+    t: _text_fields(t) for t in (StateRecord, DowntimeRecord, CounterRecord, TelemetryRecord)}
+
+
+def _check_texts(envelope: Envelope) -> None:
+    for i, record in enumerate(envelope.records):  # type: ignore[attr-defined]
+        for name in _TEXT_FIELDS[type(record)]:
+            value = getattr(record, name)
+            if value is not None and not is_text(value):
+                raise WireError("invalid", f"{name} must be {TEXT_RULE} - at "
+                                           f"`$.records[{i}].{name}`")
 
 
 def decode_status(payload: bytes) -> GatewayStatus:
@@ -233,6 +291,51 @@ def _decode(decoder: msgspec.json.Decoder[Any], payload: bytes) -> Any:
     try:
         return decoder.decode(payload)
     except msgspec.ValidationError as e:
-        raise WireError("invalid", str(e)) from None
+        raise WireError("invalid", _explain(str(e))) from None
     except msgspec.DecodeError as e:
+        if where := _lone_surrogate(payload):
+            raise WireError("invalid", f"a string holds a lone surrogate - at `{where}`") from None
         raise WireError("malformed", str(e)) from None
+
+
+_PATTERN_ERROR = re.compile(r"Expected `str` matching regex (?P<pattern>'.*') - at (?P<at>.*)$")
+
+
+def _explain(message: str) -> str:
+    """msgspec quotes a failed pattern as a regex; an operator reading a dead letter needs the
+    rule in words, with the field's path."""
+    found = _PATTERN_ERROR.match(message)
+    if found and found["pattern"] == repr(CODE_PATTERN):
+        return f"must be a code matching {CODE_PATTERN} - at {found['at']}"
+    return message
+
+
+def _lone_surrogate(payload: bytes) -> str | None:
+    """Where a string escapes a lone UTF-16 surrogate (`"\\ud800"`), which msgspec reports as
+    "Input data was truncated": the path of the first such string, else None.
+
+    Only on the error path: the standard library's parser accepts lone surrogates, so it can
+    say which field holds one.
+    """
+    try:
+        document = json.loads(payload)
+    except ValueError:
+        return None
+
+    def walk(node: Any, path: str) -> str | None:
+        if isinstance(node, str):
+            return path if _SURROGATE.search(node) else None
+        items: Iterable[tuple[str, Any]] = ()
+        if isinstance(node, dict):
+            items = ((f"{path}.{k}" if not _SURROGATE.search(k) else path, v)
+                     for k, v in node.items())
+            if any(_SURROGATE.search(k) for k in node):
+                return path
+        elif isinstance(node, list):
+            items = ((f"{path}[{i}]", v) for i, v in enumerate(node))
+        return next((found for p, v in items if (found := walk(v, p))), None)
+
+    return walk(document, "$")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
