@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import msgspec
 
@@ -60,6 +60,30 @@ class MachineState(StrEnum):
     def is_stop(self) -> bool:
         """A stop opens a downtime event; OFFLINE is a data gap, never a stop."""
         return self not in (MachineState.RUNNING, MachineState.OFFLINE)
+
+
+class DeadLetterReason(StrEnum):
+    """Why the ingest refuses a message: the `reason` of its dead letter (mes.dead_letters).
+
+    One list for the errors of this module (WireError) and the ingest's own checks, so that
+    `mes ingest dead-letters list --reason ...`, the metrics and the tests name them alike.
+    """
+
+    # The contract itself (this module).
+    BAD_TOPIC = "bad_topic"
+    BAD_KIND = "bad_kind"
+    MALFORMED = "malformed"  # not JSON
+    INVALID = "invalid"  # JSON, but not the schema: types, lengths, finite numbers, fields
+    # The ingest's checks of a well-formed message (ingest/validator.py).
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    GATEWAY_MISMATCH = "gateway_mismatch"
+    UNKNOWN_GATEWAY = "unknown_gateway"
+    INACTIVE_GATEWAY = "inactive_gateway"
+    WRONG_TENANT = "wrong_tenant"
+    TIMESTAMP_OUT_OF_RANGE = "timestamp_out_of_range"
+    UNKNOWN_MACHINE = "unknown_machine"
+    # The database refused the message's rows (a constraint), once isolated from its batch.
+    REFUSED_BY_DATABASE = "refused_by_database"
 
 
 class DowntimeCategory(StrEnum):
@@ -165,9 +189,23 @@ class GatewayStatus(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     config_hash: str | None = None
 
 
+# The kinds that carry records, downtime first: the outbox offers kinds turns in this order.
 ENVELOPES: dict[Kind, type[Envelope]] = {
-    e.kind: e for e in (StateEnvelope, DowntimeEnvelope, CounterEnvelope, TelemetryEnvelope)
+    e.kind: e for e in (DowntimeEnvelope, StateEnvelope, CounterEnvelope, TelemetryEnvelope)
 }
+RECORD_KINDS: tuple[Kind, ...] = tuple(ENVELOPES)
+
+
+def _record_type(envelope: type[Envelope]) -> type[Any]:
+    records = next(f for f in msgspec.structs.fields(envelope) if f.name == "records")
+    (record_type,) = get_args(records.type)  # list[XRecord]
+    return record_type  # type: ignore[no-any-return]
+
+
+# What each kind's envelope carries, read from the envelope classes, never listed again.
+RECORD_TYPES: dict[Kind, type[Any]] = {k: _record_type(e) for k, e in ENVELOPES.items()}
+KIND_OF: dict[type[Any], Kind] = {t: k for k, t in RECORD_TYPES.items()}
+
 _DECODERS = {kind: msgspec.json.Decoder(cls) for kind, cls in ENVELOPES.items()}
 _STATUS_DECODER = msgspec.json.Decoder(GatewayStatus)
 _ENCODER = msgspec.json.Encoder()
@@ -190,21 +228,23 @@ class Topic:
         """Parse and check a topic; raises WireError naming what is wrong."""
         parts = topic.split("/")
         if len(parts) != 6 or "/".join(parts[:2]) != TOPIC_ROOT:
-            raise WireError("bad_topic", f"topic {topic!r} is not {TOPIC_ROOT}/org/plant/gw/kind")
+            raise WireError(DeadLetterReason.BAD_TOPIC,
+                            f"topic {topic!r} is not {TOPIC_ROOT}/org/plant/gw/kind")
         org, plant, gateway, kind = parts[2:]
         for name, code in (("org", org), ("plant", plant), ("gateway", gateway)):
             if not CODE_RE.match(code):
-                raise WireError("bad_topic", f"{name} code {code!r} in topic is not a valid code")
+                raise WireError(DeadLetterReason.BAD_TOPIC,
+                                f"{name} code {code!r} in topic is not a valid code")
         try:
             return cls(org, plant, gateway, Kind(kind))
         except ValueError:
-            raise WireError("bad_topic", f"unknown kind {kind!r} in topic") from None
+            raise WireError(DeadLetterReason.BAD_TOPIC, f"unknown kind {kind!r} in topic") from None
 
 
 class WireError(ValueError):
     """A message that does not follow the contract; `reason` is the dead-letter reason."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: DeadLetterReason, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
@@ -219,7 +259,8 @@ def decode(kind: Kind, payload: bytes) -> Envelope:
     """Decode and validate one payload of the given kind; raises WireError."""
     decoder = _DECODERS.get(kind)
     if decoder is None:
-        raise WireError("bad_kind", f"no records are carried on {kind.value!r} topics")
+        raise WireError(DeadLetterReason.BAD_KIND,
+                        f"no records are carried on {kind.value!r} topics")
     return _decode(decoder, payload)
 
 
@@ -233,6 +274,6 @@ def _decode(decoder: msgspec.json.Decoder[Any], payload: bytes) -> Any:
     try:
         return decoder.decode(payload)
     except msgspec.ValidationError as e:
-        raise WireError("invalid", str(e)) from None
+        raise WireError(DeadLetterReason.INVALID, str(e)) from None
     except msgspec.DecodeError as e:
-        raise WireError("malformed", str(e)) from None
+        raise WireError(DeadLetterReason.MALFORMED, str(e)) from None
