@@ -130,7 +130,7 @@ def test_database_restart_mid_run(own_database, broker_server, start_ingest,
     finally:
         pub.close()
     assert service.failure is None and not service.stop_event.is_set()
-    assert service.metrics.db_errors._value.get() > 0, "the restart was not noticed"
+    assert service.metrics.sample("ingest_db_errors_total") > 0, "the restart was not noticed"
 
 
 def _settings_for_db(db: TestDatabase, original):
