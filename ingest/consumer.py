@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Received:
+    """One message as paho handed it over, stamped with its connection's epoch."""
+
     mid: int
     qos: int
     topic: str
