@@ -190,7 +190,7 @@ def bench_copy_ceiling(owner: str, demo: DemoTenant, rows: int) -> dict[str, flo
         spec = STAGING["machine_status"]
         started = time.monotonic()
         with conn.cursor().copy(
-            f"COPY mes.machine_status_history ({', '.join(spec.columns)}) "
+            f"COPY mes.{spec.table} ({', '.join(spec.columns)}) "
             "FROM STDIN (FORMAT BINARY)"
         ) as copy:
             copy.set_types(list(spec.types))
