@@ -60,10 +60,12 @@ class StagingKind:
 
     @property
     def write_function(self) -> str:
+        """The SECURITY DEFINER function that moves the staged rows in (sql/0004)."""
         return f"mes.write_{self.name}"
 
     @property
     def copy_sql(self) -> str:
+        """The binary COPY into this kind's staging table, columns named."""
         return (f"COPY pg_temp.stage_{self.name} ({', '.join(self.columns)}) "
                 "FROM STDIN (FORMAT BINARY)")
 

@@ -35,6 +35,7 @@ class TenantBatch:
 
     @property
     def row_count(self) -> int:
+        """Rows of every kind in this batch."""
         return sum(len(r) for r in self.rows.values())
 
 

@@ -19,6 +19,7 @@ from ingest.settings import IngestSettings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add `mes ingest ...` to the `mes` parser."""
     ingest = sub.add_parser("ingest", help="central ingest: MQTT -> database")
     isub = ingest.add_subparsers(dest="ingest_command", required=True, metavar="COMMAND")
     run = isub.add_parser(
@@ -55,6 +56,7 @@ def _choices(log_setting: str) -> tuple[str, ...]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """Run the ingest until SIGTERM or SIGINT; 1 if its pipeline failed."""
     from ingest.service import IngestService
 
     settings = load_settings(args.config, IngestSettings)
@@ -95,6 +97,7 @@ def _owner(args: argparse.Namespace) -> tuple[IngestSettings, psycopg.Connection
 
 
 def cmd_dead_letters_list(args: argparse.Namespace) -> int:
+    """Waiting dead letters: a count per reason, then the newest (of `--reason`)."""
     _, conn = _owner(args)
     with conn:
         summary = conn.execute(
@@ -114,6 +117,7 @@ def cmd_dead_letters_list(args: argparse.Namespace) -> int:
 
 
 def cmd_dead_letters_replay(args: argparse.Namespace) -> int:
+    """Replay the chosen dead letters; 0 when every one was replayed."""
     from ingest.replay import replay
 
     settings, conn = _owner(args)

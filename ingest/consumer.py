@@ -73,6 +73,7 @@ class Consumer:
         self._client = client
 
     def start(self) -> None:
+        """Connect in the background (paho retries until the broker is there)."""
         s = self._settings
         kwargs: dict[str, Any] = {}
         if self._v5:

@@ -75,6 +75,7 @@ class IngestService:
     # lifetime -----------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Start the pool, the writer and pipeline threads, then the MQTT consumer."""
         self._pool.open(wait=False)
         self._writer_thread.start()
         self._thread.start()
