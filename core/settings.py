@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from core.config_errors import ConfigError, describe
+from core.config_model import StrictModel
 
 ENV_PREFIX = "MES_"
 CONFIG_ENV = "MES_CONFIG"
@@ -37,16 +38,12 @@ def normalise_postgres_url(value: str) -> str:
     return urlunsplit(parts)
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
 # One message, one exit status (2, a ConfigError) for every command that needs the database.
 _URL_MISSING = ("database.url: not set: give the owner's (or an administrator's) URL in "
                 "MES_DATABASE__URL, DATABASE_URL or the config file's [database] section")
 
 
-class DatabaseSettings(_Section):
+class DatabaseSettings(StrictModel):
     """Where the data lives, and as whom each part connects.
 
     `url` is the owner's (or an administrator's) connection, used by `mes db migrate`. Services
@@ -88,7 +85,9 @@ class DatabaseSettings(_Section):
         return urlunsplit(parts._replace(netloc=netloc))
 
 
-class LogSettings(_Section):
+class LogSettings(StrictModel):
+    """How the service logs: JSON lines (for a collector) or text (for a terminal), on stderr."""
+
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "text"] = "json"
 

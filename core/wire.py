@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal, get_type_hints
+from typing import Annotated, Any, ClassVar, Literal, get_args, get_type_hints
 
 import msgspec
 
@@ -82,6 +82,30 @@ class MachineState(StrEnum):
     def is_stop(self) -> bool:
         """A stop opens a downtime event; OFFLINE is a data gap, never a stop."""
         return self not in (MachineState.RUNNING, MachineState.OFFLINE)
+
+
+class DeadLetterReason(StrEnum):
+    """Why the ingest refuses a message: the `reason` of its dead letter (mes.dead_letters).
+
+    One list for the errors of this module (WireError) and the ingest's own checks, so that
+    `mes ingest dead-letters list --reason ...`, the metrics and the tests name them alike.
+    """
+
+    # The contract itself (this module).
+    BAD_TOPIC = "bad_topic"
+    BAD_KIND = "bad_kind"
+    MALFORMED = "malformed"  # not JSON
+    INVALID = "invalid"  # JSON, but not the schema: types, lengths, finite numbers, fields
+    # The ingest's checks of a well-formed message (ingest/validator.py).
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    GATEWAY_MISMATCH = "gateway_mismatch"
+    UNKNOWN_GATEWAY = "unknown_gateway"
+    INACTIVE_GATEWAY = "inactive_gateway"
+    WRONG_TENANT = "wrong_tenant"
+    TIMESTAMP_OUT_OF_RANGE = "timestamp_out_of_range"
+    UNKNOWN_MACHINE = "unknown_machine"
+    # The database refused the message's rows (a constraint), once isolated from its batch.
+    REFUSED_BY_DATABASE = "refused_by_database"
 
 
 class DowntimeCategory(StrEnum):
@@ -193,9 +217,23 @@ class GatewayStatus(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
                 raise ValueError(f"{name} must be printable text")
 
 
+# The kinds that carry records, downtime first: the outbox offers kinds turns in this order.
 ENVELOPES: dict[Kind, type[Envelope]] = {
-    e.kind: e for e in (StateEnvelope, DowntimeEnvelope, CounterEnvelope, TelemetryEnvelope)
+    e.kind: e for e in (DowntimeEnvelope, StateEnvelope, CounterEnvelope, TelemetryEnvelope)
 }
+RECORD_KINDS: tuple[Kind, ...] = tuple(ENVELOPES)
+
+
+def _record_type(envelope: type[Envelope]) -> type[Any]:
+    records = next(f for f in msgspec.structs.fields(envelope) if f.name == "records")
+    (record_type,) = get_args(records.type)  # list[XRecord]
+    return record_type  # type: ignore[no-any-return]
+
+
+# What each kind's envelope carries, read from the envelope classes, never listed again.
+RECORD_TYPES: dict[Kind, type[Any]] = {k: _record_type(e) for k, e in ENVELOPES.items()}
+KIND_OF: dict[type[Any], Kind] = {t: k for k, t in RECORD_TYPES.items()}
+
 _DECODERS = {kind: msgspec.json.Decoder(cls) for kind, cls in ENVELOPES.items()}
 _STATUS_DECODER = msgspec.json.Decoder(GatewayStatus)
 _ENCODER = msgspec.json.Encoder()
@@ -218,21 +256,23 @@ class Topic:
         """Parse and check a topic; raises WireError naming what is wrong."""
         parts = topic.split("/")
         if len(parts) != 6 or "/".join(parts[:2]) != TOPIC_ROOT:
-            raise WireError("bad_topic", f"topic {topic!r} is not {TOPIC_ROOT}/org/plant/gw/kind")
+            raise WireError(DeadLetterReason.BAD_TOPIC,
+                            f"topic {topic!r} is not {TOPIC_ROOT}/org/plant/gw/kind")
         org, plant, gateway, kind = parts[2:]
         for name, code in (("org", org), ("plant", plant), ("gateway", gateway)):
             if not CODE_RE.match(code):
-                raise WireError("bad_topic", f"{name} code {code!r} in topic is not a valid code")
+                raise WireError(DeadLetterReason.BAD_TOPIC,
+                                f"{name} code {code!r} in topic is not a valid code")
         try:
             return cls(org, plant, gateway, Kind(kind))
         except ValueError:
-            raise WireError("bad_topic", f"unknown kind {kind!r} in topic") from None
+            raise WireError(DeadLetterReason.BAD_TOPIC, f"unknown kind {kind!r} in topic") from None
 
 
 class WireError(ValueError):
     """A message that does not follow the contract; `reason` is the dead-letter reason."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: DeadLetterReason, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
@@ -247,7 +287,8 @@ def decode(kind: Kind, payload: bytes) -> Envelope:
     """Decode and validate one payload of the given kind; raises WireError."""
     decoder = _DECODERS.get(kind)
     if decoder is None:
-        raise WireError("bad_kind", f"no records are carried on {kind.value!r} topics")
+        raise WireError(DeadLetterReason.BAD_KIND,
+                        f"no records are carried on {kind.value!r} topics")
     envelope = _decode(decoder, payload)
     if not payload.isascii() or any(mark in payload for mark in _MAYBE_NOT_TEXT):
         _check_texts(envelope)
@@ -277,7 +318,7 @@ def _check_texts(envelope: Envelope) -> None:
         for name in _TEXT_FIELDS[type(record)]:
             value = getattr(record, name)
             if value is not None and not is_text(value):
-                raise WireError("invalid", f"{name} must be {TEXT_RULE} - at "
+                raise WireError(DeadLetterReason.INVALID, f"{name} must be {TEXT_RULE} - at "
                                            f"`$.records[{i}].{name}`")
 
 
@@ -291,11 +332,12 @@ def _decode(decoder: msgspec.json.Decoder[Any], payload: bytes) -> Any:
     try:
         return decoder.decode(payload)
     except msgspec.ValidationError as e:
-        raise WireError("invalid", _explain(str(e))) from None
+        raise WireError(DeadLetterReason.INVALID, _explain(str(e))) from None
     except msgspec.DecodeError as e:
         if where := _lone_surrogate(payload):
-            raise WireError("invalid", f"a string holds a lone surrogate - at `{where}`") from None
-        raise WireError("malformed", str(e)) from None
+            raise WireError(DeadLetterReason.INVALID,
+                            f"a string holds a lone surrogate - at `{where}`") from None
+        raise WireError(DeadLetterReason.MALFORMED, str(e)) from None
 
 
 _PATTERN_ERROR = re.compile(r"Expected `str` matching regex (?P<pattern>'.*') - at (?P<at>.*)$")

@@ -37,12 +37,11 @@ import msgspec
 
 from core.wire import (
     ENVELOPES,
-    CounterRecord,
-    DowntimeRecord,
+    KIND_OF,
+    RECORD_KINDS,
+    RECORD_TYPES,
     Kind,
     Record,
-    StateRecord,
-    TelemetryRecord,
     encode,
 )
 from edge_agent.outbox_bound import Bound
@@ -50,14 +49,6 @@ from edge_agent.publish_config import OutboxConfig
 
 log = logging.getLogger(__name__)
 
-RECORD_TYPES: dict[Kind, type] = {
-    Kind.STATE: StateRecord,
-    Kind.DOWNTIME: DowntimeRecord,
-    Kind.COUNTER: CounterRecord,
-    Kind.TELEMETRY: TelemetryRecord,
-}
-KIND_OF: dict[type, Kind] = {t: k for k, t in RECORD_TYPES.items()}
-RECORD_KINDS: tuple[Kind, ...] = (Kind.DOWNTIME, Kind.STATE, Kind.COUNTER, Kind.TELEMETRY)
 # Envelope bytes around the records: {"v":1,"gateway":"...","seq":N,"sent_at":"...","records":[]}
 _ENVELOPE_OVERHEAD = 200
 

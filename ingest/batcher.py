@@ -35,6 +35,7 @@ class TenantBatch:
 
     @property
     def row_count(self) -> int:
+        """Rows of every kind in this batch."""
         return sum(len(r) for r in self.rows.values())
 
 
@@ -48,6 +49,7 @@ class Batcher:
         self._oldest: float | None = None
 
     def add(self, message: InFlight) -> None:
+        """Add an accepted message's rows to its tenant's batch."""
         accepted = message.accepted
         assert accepted is not None
         batch = self._batches.get(accepted.tenant)
@@ -61,6 +63,7 @@ class Batcher:
 
     @property
     def rows(self) -> int:
+        """Rows waiting, over all tenants."""
         return self._rows
 
     def seconds_until_due(self, now: float | None = None) -> float | None:
@@ -72,6 +75,7 @@ class Batcher:
         return max(0.0, self._oldest + self.max_age_s - (now or time.monotonic()))
 
     def take(self) -> list[TenantBatch]:
+        """Every batch waiting (one per tenant), and start empty."""
         batches = list(self._batches.values())
         self._batches.clear()
         self._rows, self._oldest = 0, None

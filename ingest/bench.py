@@ -53,6 +53,7 @@ STATES = [MachineState.RUNNING, MachineState.IDLE, MachineState.FAULT, MachineSt
 
 
 def register_bench(benches: Any) -> None:
+    """Add `mes bench ingest` to the `mes bench` parser."""
     p = benches.add_parser("ingest", help="ingest throughput and latency against COPY and naive")
     p.add_argument("--messages", type=int, default=2000)
     p.add_argument("--records", type=int, default=100, help="records per message")
@@ -76,6 +77,7 @@ class Feed:
         self.t0 = datetime.now(UTC) - timedelta(days=1)
 
     def message(self, ts: datetime | None = None) -> tuple[str, bytes]:
+        """The next (topic, payload): `records` state records, the next seq."""
         self.seq += 1
         base = ts or self.t0 + timedelta(milliseconds=self.seq * self.records)
         recs = [StateRecord(machine=self.machines[i % len(self.machines)],
@@ -87,6 +89,8 @@ class Feed:
 
 
 class Pub:
+    """A QoS 1 publisher that counts PUBACKs (the broker has the message)."""
+
     def __init__(self, broker: BrokerServer) -> None:
         self.acked = 0
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
@@ -101,15 +105,18 @@ class Pub:
         self.acked += 1
 
     def send(self, topic: str, payload: bytes) -> None:
+        """Publish, waiting while paho's in-flight window is full (it does not raise)."""
         while self.client.publish(topic, payload, qos=1).rc != mqtt.MQTT_ERR_SUCCESS:
             time.sleep(0.001)
 
     def wait(self, n: int, timeout: float = 300) -> None:
+        """Until `n` publishes are acknowledged, or `timeout`."""
         deadline = time.monotonic() + timeout
         while self.acked < n and time.monotonic() < deadline:
             time.sleep(0.01)
 
     def close(self) -> None:
+        """Disconnect and stop paho's network thread."""
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -156,6 +163,7 @@ def _wait_rows(owner: str, target: int, timeout: float = 600) -> float:
 
 def bench_throughput(owner: str, app: str, broker: BrokerServer, feed: Feed, messages: int
                      ) -> dict[str, float]:
+    """Step 1 of the module docstring: a backlog at the broker, timed until committed."""
     settings = _settings(owner, app, broker, "bench-ingest")
     service = IngestService(settings)  # register the persistent session, then go away
     service.start()
@@ -190,7 +198,7 @@ def bench_copy_ceiling(owner: str, demo: DemoTenant, rows: int) -> dict[str, flo
         spec = STAGING["machine_status"]
         started = time.monotonic()
         with conn.cursor().copy(
-            f"COPY mes.machine_status_history ({', '.join(spec.columns)}) "
+            f"COPY mes.{spec.table} ({', '.join(spec.columns)}) "
             "FROM STDIN (FORMAT BINARY)"
         ) as copy:
             copy.set_types(list(spec.types))
@@ -250,6 +258,7 @@ def bench_naive(owner: str, broker: BrokerServer, feed: Feed, messages: int, dem
 
 def bench_latency(owner: str, app: str, broker: BrokerServer, feed: Feed, rows_per_s: float,
                   seconds: float) -> dict[str, float]:
+    """Step 4: record time to commit at a steady `rows_per_s`, p50 and p99."""
     settings = _settings(owner, app, broker, "bench-latency")
     service = IngestService(settings)
     lags: list[float] = []
@@ -291,6 +300,7 @@ def _rss_kib(pid: int) -> int:
 
 def bench_burst(owner: str, app: str, broker: BrokerServer, feed: Feed, rows_per_s: float,
                 seconds: float) -> dict[str, float]:
+    """Step 5: `mes ingest run` as a process under `rows_per_s`; its peak resident memory."""
     env = {**os.environ, **_env(owner, app, broker, "bench-burst")}
     proc = subprocess.Popen([sys.executable, "-m", "mes.cli", "ingest", "run"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -330,6 +340,7 @@ def bench_burst(owner: str, app: str, broker: BrokerServer, feed: Feed, rows_per
 
 
 def cmd_bench_ingest(args: argparse.Namespace) -> int:
+    """Run the five steps, print the summary and one JSON line."""
     results: dict[str, Any] = {"messages": args.messages, "records_per_message": args.records}
     with _stack() as (_pg, broker, owner, app, demo):
         feed = Feed(demo, args.records)

@@ -7,20 +7,35 @@ import signal
 import threading
 from datetime import UTC, datetime
 from types import FrameType
+from typing import get_args
 
 import psycopg
 
 from core import logging as mes_logging
 from core.errors import UserFacingError
-from core.settings import load_settings
+from core.settings import LogSettings, load_settings
 from core.status_server import StatusServer
 from ingest.settings import IngestSettings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add `mes ingest ...` to the `mes` parser."""
     ingest = sub.add_parser("ingest", help="central ingest: MQTT -> database")
     isub = ingest.add_subparsers(dest="ingest_command", required=True, metavar="COMMAND")
-    run = isub.add_parser("run", help="consume, validate, batch and write until stopped")
+    run = isub.add_parser(
+        "run", help="consume, validate, batch and write until stopped",
+        description="Consume the gateways' messages, validate, batch and write them, until "
+        "SIGTERM or SIGINT. The options below, as for `mes edge run`, override the settings "
+        "of the same name (ingest.status_port, ingest.status_host, log.level, log.format).")
+    # Defaults None: unset, the settings (file or MES_... environment) decide.
+    run.add_argument("--status-port", type=int, metavar="PORT",
+                     help="serve /health and /metrics here (default: ingest.status_port, none)")
+    run.add_argument("--status-host", metavar="HOST",
+                     help="address of the status endpoint (default: ingest.status_host, "
+                     "127.0.0.1)")
+    run.add_argument("--log-level", choices=_choices("level"), help="default: log.level, info")
+    run.add_argument("--log-format", choices=_choices("format"),
+                     help="default: log.format, json")
     run.set_defaults(func=cmd_run)
     dl = isub.add_parser("dead-letters", help="list or replay dead letters (owner's URL)")
     dsub = dl.add_subparsers(dest="dl_command", required=True, metavar="COMMAND")
@@ -35,11 +50,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     rp.set_defaults(func=cmd_dead_letters_replay)
 
 
+def _choices(log_setting: str) -> tuple[str, ...]:
+    """The values LogSettings allows for one of its fields (a Literal)."""
+    return get_args(LogSettings.model_fields[log_setting].annotation)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    """Run the ingest until SIGTERM or SIGINT; 1 if its pipeline failed."""
     from ingest.service import IngestService
 
     settings = load_settings(args.config, IngestSettings)
-    mes_logging.configure(settings.log.level, settings.log.format)
+    mes_logging.configure(args.log_level or settings.log.level,
+                          args.log_format or settings.log.format)
+    status_port = settings.ingest.status_port if args.status_port is None else args.status_port
+    status_host = args.status_host or settings.ingest.status_host
     service = IngestService(settings)
     stop = threading.Event()
 
@@ -49,10 +73,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     status = None
-    if settings.ingest.status_port is not None:
-        status = StatusServer(settings.ingest.status_host, settings.ingest.status_port,
-                              service.health, service.metrics.registry,
-                              setting="ingest.status_port").start()
+    if status_port is not None:
+        status = StatusServer(
+            status_host, status_port, service.health, service.metrics.registry,
+            setting="ingest.status_port" if args.status_port is None else "--status-port",
+        ).start()
     service.start()
     while not stop.wait(1.0):
         if service.failure is not None:
@@ -72,6 +97,7 @@ def _owner(args: argparse.Namespace) -> tuple[IngestSettings, psycopg.Connection
 
 
 def cmd_dead_letters_list(args: argparse.Namespace) -> int:
+    """Waiting dead letters: a count per reason, then the newest (of `--reason`)."""
     _, conn = _owner(args)
     with conn:
         summary = conn.execute(
@@ -91,6 +117,7 @@ def cmd_dead_letters_list(args: argparse.Namespace) -> int:
 
 
 def cmd_dead_letters_replay(args: argparse.Namespace) -> int:
+    """Replay the chosen dead letters; 0 when every one was replayed."""
     from ingest.replay import replay
 
     settings, conn = _owner(args)

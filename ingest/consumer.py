@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Received:
+    """One message as paho handed it over, stamped with its connection's epoch."""
+
     mid: int
     qos: int
     topic: str
@@ -71,6 +73,7 @@ class Consumer:
         self._client = client
 
     def start(self) -> None:
+        """Connect in the background (paho retries until the broker is there)."""
         s = self._settings
         kwargs: dict[str, Any] = {}
         if self._v5:

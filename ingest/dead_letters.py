@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from psycopg_pool import ConnectionPool
 
+from core.wire import DeadLetterReason
 from ingest.writer import Retrier
 
 INSERT = ("INSERT INTO mes.dead_letters (topic, gateway_code, reason, detail, payload, "
@@ -11,12 +12,18 @@ INSERT = ("INSERT INTO mes.dead_letters (topic, gateway_code, reason, detail, pa
 
 
 class DeadLetters:
+    """Writes dead letters to `mes.dead_letters` as the application role (insert only: reading
+    and replaying them is `mes ingest dead-letters`, with the owner's URL).
+
+    Payloads are kept up to `payload_max` bytes, enough to replay a typical message.
+    """
+
     def __init__(self, pool: ConnectionPool, retry: Retrier, payload_max: int) -> None:
         self._pool = pool
         self._retry = retry
         self._payload_max = payload_max
 
-    def record(self, topic: str, payload: bytes, reason: str, detail: str,
+    def record(self, topic: str, payload: bytes, reason: DeadLetterReason, detail: str,
                gateway_code: str | None) -> None:
         """Commit one dead letter (retrying while the database is away). Payloads beyond the
         bound are cut (payload_size keeps the original length)."""

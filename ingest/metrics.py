@@ -1,11 +1,27 @@
-"""The ingest's Prometheus metrics, on a registry of its own (several ingests in one test)."""
+"""The ingest's Prometheus metrics, on a registry of its own (several ingests in one test).
+
+docs/operations.md lists them as scraped from `/metrics`; `sample()` reads one by that name.
+"""
 
 from __future__ import annotations
+
+from enum import StrEnum
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
+class Outcome(StrEnum):
+    """What became of a message: the `outcome` label of `ingest_messages_total`."""
+
+    WRITTEN = "written"  # its rows committed (or were already there), then acknowledged
+    DEAD_LETTER = "dead_letter"  # recorded in mes.dead_letters, then acknowledged
+    STATUS = "status"  # a gateway's birth or last will: nothing to write
+    STALE = "stale"  # received before a reconnect: the broker sends it again
+
+
 class IngestMetrics:
+    """The ingest's counters, gauges and histograms, and the registry that exports them."""
+
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
         self.messages = Counter("ingest_messages", "MQTT messages handled, by outcome",
@@ -32,3 +48,9 @@ class IngestMetrics:
                                  registry=r)
         self.mqtt_connected = Gauge("ingest_mqtt_connected", "1 while connected to the broker",
                                     registry=r)
+
+    def sample(self, name: str, **labels: str) -> float:
+        """The current value of sample `name` as exported (counters end in `_total`), e.g.
+        `sample("ingest_rows_written_total", kind="machine_status")`; 0 before the first."""
+        value = self.registry.get_sample_value(name, labels)
+        return 0.0 if value is None else value

@@ -20,7 +20,9 @@ from core.tenancy import Tenant, tenant_transaction
 
 
 @dataclass(frozen=True, slots=True)
-class GatewayIdentity:
+class RegisteredGateway:
+    """A gateway as the database registers it (mes.lookup_gateway): its tenant and codes."""
+
     gateway_id: uuid.UUID
     organization_id: uuid.UUID
     plant_id: uuid.UUID
@@ -30,11 +32,14 @@ class GatewayIdentity:
 
     @property
     def tenant(self) -> Tenant:
+        """The gateway's plant: the tenant its messages are written under."""
         return Tenant(self.organization_id, self.plant_id)
 
 
 @dataclass(frozen=True, slots=True)
 class MachineRef:
+    """A machine's row id and plant (None: organization-wide), for the staging rows."""
+
     machine_id: uuid.UUID
     plant_id: uuid.UUID | None
 
@@ -58,27 +63,25 @@ class _Expiring(Generic[K, V]):
         ttl = self.ttl_s if value is not None else self.negative_ttl_s
         self._items[key] = (time.monotonic() + ttl, value)
 
-    def clear(self) -> None:
-        self._items.clear()
-
 
 class Registry:
     """Gateway identities and machine ids, read through the application role."""
 
     def __init__(self, pool: ConnectionPool, ttl_s: float = 60, negative_ttl_s: float = 5):
         self._pool = pool
-        self._gateways: _Expiring[str, GatewayIdentity] = _Expiring(ttl_s, negative_ttl_s)
+        self._gateways: _Expiring[str, RegisteredGateway] = _Expiring(ttl_s, negative_ttl_s)
         self._machines: _Expiring[Tenant, dict[str, MachineRef]] = _Expiring(ttl_s, 0)
         self._machine_misses: _Expiring[tuple[Tenant, str], bool] = _Expiring(
             negative_ttl_s, negative_ttl_s)
 
-    def gateway(self, code: str) -> GatewayIdentity | None:
+    def gateway(self, code: str) -> RegisteredGateway | None:
+        """The registered gateway of `code`, or None when there is none."""
         found, identity = self._gateways.get(code)
         if found:
             return identity
         with self._pool.connection() as conn:
             row = conn.execute("SELECT * FROM mes.lookup_gateway(%s)", (code,)).fetchone()
-        identity = GatewayIdentity(*row) if row else None
+        identity = RegisteredGateway(*row) if row else None
         self._gateways.put(code, identity)
         return identity
 
@@ -108,9 +111,3 @@ class Registry:
             rows = conn.execute(
                 "SELECT code, id, plant_id FROM mes.machines WHERE is_active").fetchall()
         return {code: MachineRef(mid, plant) for code, mid, plant in rows}
-
-    def forget(self) -> None:
-        """Drop every cached entry (after a registration, or from a replay command)."""
-        self._gateways.clear()
-        self._machines.clear()
-        self._machine_misses.clear()

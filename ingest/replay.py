@@ -20,7 +20,8 @@ def replay(settings: IngestSettings, letters: Sequence[tuple[int, str, bytes, in
            ) -> list[tuple[int, bool, str]]:
     """[(id, replayed?, what happened)] for (id, topic, payload, payload_size) letters."""
     stop = threading.Event()
-    retry = Retrier(settings.ingest.retry_min_s, 2.0, stop)
+    # A replay is run by hand: it waits out a short hiccup, not an outage.
+    retry = Retrier(min(settings.ingest.retry_min_s, 2.0), 2.0, stop)
     with ConnectionPool(settings.database.application_url(), min_size=1, max_size=2,
                         kwargs={"autocommit": True}, name="replay") as pool:
         validator = Validator(Registry(pool, ttl_s=0.001, negative_ttl_s=0), settings.ingest)

@@ -21,10 +21,11 @@ from typing import Any
 
 from psycopg_pool import ConnectionPool
 
+from core.wire import DeadLetterReason
 from ingest.batcher import Batcher, InFlight, TenantBatch
 from ingest.consumer import Consumer, Received
 from ingest.dead_letters import DeadLetters
-from ingest.metrics import IngestMetrics
+from ingest.metrics import IngestMetrics, Outcome
 from ingest.registry import Registry
 from ingest.settings import IngestSettings
 from ingest.validator import Accepted, Rejected, StatusSeen, Validator
@@ -74,6 +75,7 @@ class IngestService:
     # lifetime -----------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Start the pool, the writer and pipeline threads, then the MQTT consumer."""
         self._pool.open(wait=False)
         self._writer_thread.start()
         self._thread.start()
@@ -94,12 +96,13 @@ class IngestService:
         log.info("ingest stopped")
 
     def health(self) -> tuple[bool, dict[str, Any]]:
+        """(healthy, details) for /health: healthy while subscribed and both threads run."""
         connected = self.consumer.subscribed.is_set()
         alive = self._thread.is_alive() and self._writer_thread.is_alive()
         details = {
             "mqtt_subscribed": connected,
             "pipeline_alive": alive,
-            "inflight_messages": self.metrics.inflight_messages._value.get(),
+            "inflight_messages": self.metrics.sample("ingest_inflight_messages"),
             "last_commit_age_s": (round(time.monotonic() - self.last_commit, 3)
                                   if self.last_commit else None),
         }
@@ -185,7 +188,7 @@ class IngestService:
 
     def _handle(self, item: Received) -> None:
         if item.epoch != self.consumer.epoch:
-            self.metrics.messages.labels("stale").inc()
+            self.metrics.messages.labels(Outcome.STALE).inc()
             return
         message = InFlight(item.mid, item.epoch, len(item.payload), item.received,
                            topic=item.topic, payload=item.payload, qos=item.qos)
@@ -199,7 +202,7 @@ class IngestService:
         elif isinstance(result, StatusSeen):
             log.info("gateway status", extra={"gateway": result.gateway,
                                                "status": result.status})
-            self.metrics.messages.labels("status").inc()
+            self.metrics.messages.labels(Outcome.STATUS).inc()
             self._ack(message)
         else:
             self._dead_letter(message, result)
@@ -211,7 +214,7 @@ class IngestService:
         log.warning("dead letter", extra={"reason": why.reason, "detail": why.detail,
                                           "topic": message.topic})
         self.metrics.dead_letters.labels(why.reason).inc()
-        self.metrics.messages.labels("dead_letter").inc()
+        self.metrics.messages.labels(Outcome.DEAD_LETTER).inc()
         self._ack(message)
 
     def _commit(self, batch: TenantBatch) -> None:
@@ -232,7 +235,7 @@ class IngestService:
                 self.metrics.lag_seconds.observe(lag)
                 for observe in self.lag_observers:
                     observe(lag, len(accepted.rows))
-            self.metrics.messages.labels("written").inc()
+            self.metrics.messages.labels(Outcome.WRITTEN).inc()
             self._ack(message)
         self._update_gauges()
 
@@ -246,8 +249,8 @@ class IngestService:
             try:
                 self._commit(single)
             except BatchRefused as e:
-                self._dead_letter(message, Rejected("refused_by_database", str(e),
-                                                    accepted.gateway))
+                self._dead_letter(message, Rejected(DeadLetterReason.REFUSED_BY_DATABASE,
+                                                    str(e), accepted.gateway))
 
     def _ack(self, message: InFlight) -> None:
         self.consumer.ack(message.mid, message.qos, message.epoch)

@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from core.config_model import StrictModel
 from core.mqtt import TlsConfig
 from core.settings import Settings
 
@@ -64,14 +65,13 @@ class MqttSubscriberSettings(_Section):
         return self
 
 
-class IngestOptions(_Section):
-    """Validation limits, batching and the status endpoint."""
+class IngestOptions(StrictModel):
+    """Validation limits, batching, database retries and the status endpoint."""
 
     # Set together with the broker's max_packet_size (config/mosquitto/mosquitto.conf).
     max_payload_bytes: int = Field(default=1024 * 1024, ge=1024)
     max_future_s: float = Field(default=300, ge=0)
     max_past_s: float = Field(default=30 * 24 * 3600, gt=0)
-    max_string_bytes: int = Field(default=128, ge=8)
     batch_rows: int = Field(default=20_000, ge=1)
     batch_age_ms: int = Field(default=200, ge=1)
     registry_ttl_s: float = Field(default=60, gt=0)
@@ -82,7 +82,15 @@ class IngestOptions(_Section):
     status_port: int | None = Field(default=None, ge=0, le=65535)
     status_host: str = "127.0.0.1"
 
+    @model_validator(mode="after")
+    def _retry_range(self) -> IngestOptions:
+        if self.retry_max_s < self.retry_min_s:
+            raise ValueError("retry_max_s is below retry_min_s")
+        return self
+
 
 class IngestSettings(Settings):
+    """Everything `mes ingest run` reads: database and log (core.settings), mqtt, ingest."""
+
     mqtt: MqttSubscriberSettings = Field(default_factory=MqttSubscriberSettings)
     ingest: IngestOptions = Field(default_factory=IngestOptions)

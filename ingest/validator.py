@@ -11,19 +11,18 @@ message is taken or refused whole: its replay, once the cause is fixed, is then 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from core.staging import STAGING_OF
 from core.tenancy import Tenant
 from core.wire import (
-    CounterRecord,
+    DeadLetterReason,
     DowntimeRecord,
     Envelope,
     Kind,
-    StateRecord,
-    TelemetryRecord,
     Topic,
     WireError,
     decode,
@@ -32,18 +31,14 @@ from core.wire import (
 from ingest.registry import MachineRef, Registry
 from ingest.settings import IngestOptions
 
-# Which staging kind (core.staging.STAGING) each wire kind is written through.
-STAGING_KIND = {
-    Kind.STATE: "machine_status",
-    Kind.DOWNTIME: "downtime_event",
-    Kind.COUNTER: "machine_counter",
-    Kind.TELEMETRY: "machine_telemetry",
-}
-
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
-    """A message whose rows can be written under `tenant` (rows in STAGING column order)."""
+    """A message whose rows can be written under `tenant`.
+
+    `rows` are in the column order of `core.staging.STAGING[staging_kind]`; `oldest` is its
+    earliest record time (for the lag metric), None for an empty envelope.
+    """
 
     tenant: Tenant
     staging_kind: str
@@ -65,18 +60,25 @@ class StatusSeen:
 class Rejected(Exception):
     """Why a message goes to the dead letters."""
 
-    reason: str
+    reason: DeadLetterReason
     detail: str
     gateway_code: str | None = None
 
 
 class Validator:
+    """Runs the checks of the module docstring on one message at a time.
+
+    Looks gateways and machines up in `registry` (cached; a database error there propagates,
+    for the caller's retry) and takes its limits from `options`.
+    """
+
     def __init__(self, registry: Registry, options: IngestOptions) -> None:
         self._registry = registry
         self._options = options
 
     def check(self, topic: str, payload: bytes, now: datetime | None = None
               ) -> Accepted | StatusSeen | Rejected:
+        """The verdict on one message; `now` (default: the clock) bounds its timestamps."""
         try:
             return self._check(topic, payload, now or datetime.now(UTC))
         except Rejected as r:
@@ -84,7 +86,7 @@ class Validator:
 
     def _check(self, topic_text: str, payload: bytes, now: datetime) -> Accepted | StatusSeen:
         if len(payload) > self._options.max_payload_bytes:
-            raise Rejected("payload_too_large",
+            raise Rejected(DeadLetterReason.PAYLOAD_TOO_LARGE,
                            f"{len(payload)} bytes > {self._options.max_payload_bytes}")
         try:
             topic = Topic.parse(topic_text)
@@ -97,17 +99,19 @@ class Validator:
         except WireError as e:
             raise Rejected(e.reason, e.detail, topic.gateway) from None
         if envelope.gateway != topic.gateway:
-            raise Rejected("gateway_mismatch", f"envelope says gateway {envelope.gateway!r}, "
+            raise Rejected(DeadLetterReason.GATEWAY_MISMATCH,
+                           f"envelope says gateway {envelope.gateway!r}, "
                            f"topic says {topic.gateway!r}", topic.gateway)
         identity = self._registry.gateway(topic.gateway)
         if identity is None:
-            raise Rejected("unknown_gateway", f"gateway {topic.gateway!r} is not registered",
-                           topic.gateway)
+            raise Rejected(DeadLetterReason.UNKNOWN_GATEWAY,
+                           f"gateway {topic.gateway!r} is not registered", topic.gateway)
         if not identity.is_active:
-            raise Rejected("inactive_gateway", f"gateway {topic.gateway!r} is disabled",
-                           topic.gateway)
+            raise Rejected(DeadLetterReason.INACTIVE_GATEWAY,
+                           f"gateway {topic.gateway!r} is disabled", topic.gateway)
         if (topic.org, topic.plant) != (identity.organization_code, identity.plant_code):
-            raise Rejected("wrong_tenant", f"topic claims {topic.org}/{topic.plant}, gateway "
+            raise Rejected(DeadLetterReason.WRONG_TENANT,
+                           f"topic claims {topic.org}/{topic.plant}, gateway "
                            f"{topic.gateway!r} is registered for {identity.organization_code}/"
                            f"{identity.plant_code}", topic.gateway)
         oldest = self._check_times(envelope, now, topic.gateway)
@@ -115,11 +119,12 @@ class Validator:
         codes = {r.machine for r in envelope.records}  # type: ignore[attr-defined]
         machines = self._registry.machines(tenant, codes)
         if unknown := codes - machines.keys():
-            raise Rejected("unknown_machine", f"machine(s) {sorted(unknown)} not registered for "
+            raise Rejected(DeadLetterReason.UNKNOWN_MACHINE,
+                           f"machine(s) {sorted(unknown)} not registered for "
                            f"{topic.org}/{topic.plant}", topic.gateway)
-        rows = list(_rows(envelope, tenant, machines))
-        return Accepted(tenant, STAGING_KIND[topic.kind], rows, topic.gateway, envelope.seq,
-                        oldest)
+        staging = STAGING_OF[topic.kind]
+        return Accepted(tenant, staging.name, _rows(staging.row, envelope, tenant, machines),
+                        topic.gateway, envelope.seq, oldest)
 
     def _status(self, topic: Topic, payload: bytes) -> StatusSeen:
         try:
@@ -134,7 +139,8 @@ class Validator:
         oldest = None
         for ts in _timestamps(envelope):
             if not earliest <= ts <= latest:
-                raise Rejected("timestamp_out_of_range", f"{ts.isoformat()} is outside "
+                raise Rejected(DeadLetterReason.TIMESTAMP_OUT_OF_RANGE,
+                               f"{ts.isoformat()} is outside "
                                f"[{earliest.isoformat()}, {latest.isoformat()}]", gateway)
             if oldest is None or ts < oldest:
                 oldest = ts
@@ -151,16 +157,8 @@ def _timestamps(envelope: Envelope) -> Iterator[datetime]:
             yield r.ts
 
 
-def _rows(envelope: Envelope, tenant: Tenant, machines: dict[str, MachineRef]
-          ) -> Iterator[tuple[Any, ...]]:
+def _rows(row: Callable[..., tuple[Any, ...]], envelope: Envelope, tenant: Tenant,
+          machines: dict[str, MachineRef]) -> list[tuple[Any, ...]]:
     org = tenant.organization_id
-    for r in envelope.records:  # type: ignore[attr-defined]
-        m = machines[r.machine]
-        if isinstance(r, StateRecord):
-            yield (org, m.plant_id, m.machine_id, r.ts, r.state.value, r.reason_code)
-        elif isinstance(r, DowntimeRecord):
-            yield (org, m.plant_id, m.machine_id, r.event_id, r.started_at, r.ended_at,
-                   r.state.value, r.reason_code, r.category.value, r.micro_stop)
-        elif isinstance(r, CounterRecord | TelemetryRecord):
-            yield (org, m.plant_id, m.machine_id, r.tag, r.ts, r.value)
-
+    return [row(r, org, (m := machines[r.machine]).plant_id, m.machine_id)
+            for r in envelope.records]  # type: ignore[attr-defined]

@@ -9,7 +9,6 @@ commit does the caller acknowledge the messages.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -17,6 +16,7 @@ from typing import TypeVar
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from core.backoff import Backoff
 from core.staging import write_staged
 from core.tenancy import tenant_transaction
 from ingest.batcher import TenantBatch
@@ -38,6 +38,7 @@ class Stopping(Exception):
 
 
 def is_transient(error: BaseException) -> bool:
+    """Worth retrying: the pool or connection failed, or the SQLSTATE class says so."""
     if isinstance(error, PoolTimeout | psycopg.OperationalError | psycopg.InterfaceError):
         return True
     state = getattr(error, "sqlstate", None) or ""
@@ -45,14 +46,18 @@ def is_transient(error: BaseException) -> bool:
 
 
 class Retrier:
-    """Run a database call until it succeeds, with capped exponential backoff and jitter."""
+    """Run a database call until it succeeds, waiting out transient errors with the capped,
+    jittered backoff of core.backoff (`min_s` doubling up to `max_s`); any other error is
+    raised at once. Shared by the pipeline's threads: each call has a backoff of its own."""
 
     def __init__(self, min_s: float, max_s: float, stop: threading.Event,
                  on_error: Callable[[BaseException], None] = lambda _e: None) -> None:
+        Backoff(min_s, max_s)  # refuse a bad pair now, not at the first database error
         self.min_s, self.max_s, self.stop, self.on_error = min_s, max_s, stop, on_error
 
     def __call__(self, fn: Callable[[], T], what: str) -> T:
-        delay = self.min_s
+        """`fn()`'s result; raises Stopping when `stop` is set while waiting to retry."""
+        backoff = Backoff(self.min_s, self.max_s)
         while True:
             try:
                 return fn()
@@ -60,14 +65,21 @@ class Retrier:
                 if not is_transient(e):
                     raise
                 self.on_error(e)
+                delay = backoff.delay()
                 log.warning("database unavailable, retrying", extra={
                     "what": what, "error": str(e).strip(), "retry_in_s": round(delay, 2)})
-            if self.stop.wait(delay * random.uniform(0.5, 1.0)):
+            if self.stop.wait(delay):
                 raise Stopping(what)
-            delay = min(self.max_s, delay * 2)
 
 
 class Writer:
+    """Commits a tenant's batch (every kind of it) in one transaction as the application role.
+
+    Transient errors are retried through `retry`; an error that is the data's fault (a check or
+    foreign key violation, a row outside the tenant) is raised as BatchRefused, so the caller
+    can isolate the message at fault.
+    """
+
     def __init__(self, pool: ConnectionPool, retry: Retrier) -> None:
         self._pool = pool
         self._retry = retry

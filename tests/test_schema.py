@@ -13,6 +13,7 @@ from sqlalchemy.dialects import postgresql
 import core.models
 from core import migrations
 from core.db import sqlalchemy_url
+from core.staging import STAGING, TIME_SERIES_TABLES
 from tests.fixtures.database import TestDatabase
 
 
@@ -124,6 +125,25 @@ def test_models_agree_with_migrated_schema(database: TestDatabase) -> None:
     assert not problems, "\n".join(problems)
 
 
+def test_staging_columns_are_their_tables_columns(database: TestDatabase) -> None:
+    """What the write functions move: every staging column of core.staging is a column of its
+    time-series table, of the same type (and so of the model's: the test above)."""
+    problems = []
+    with database.superuser() as conn:
+        for spec in STAGING.values():
+            table = dict(conn.execute(
+                "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+                "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+                (f"mes.{spec.table}",)).fetchall())
+            for column, short in zip(spec.columns, spec.types, strict=True):
+                row = conn.execute("SELECT format_type(%s::regtype, NULL)", (short,)).fetchone()
+                staged = row[0] if row else None
+                if table.get(column) != staged:
+                    problems.append(f"{spec.name}.{column} ({staged}): {spec.table} has "
+                                    f"{table.get(column, 'no such column')}")
+    assert not problems, "\n".join(problems)
+
+
 def test_every_tenant_table_indexes_organization_and_plant(database: TestDatabase) -> None:
     with database.superuser() as conn:
         rows = conn.execute(
@@ -142,8 +162,8 @@ def test_every_tenant_table_indexes_organization_and_plant(database: TestDatabas
     assert rows, "no tenant tables found"
     unindexed = [f"{t}.{c}" for t, c, indexed in rows if not indexed]
     assert not unindexed, f"tenant columns without an index leading with them: {unindexed}"
-    views = {"v_machine_status_history", "v_downtime_event", "v_machine_counter",
-             "v_machine_telemetry", "v_machine_state_hourly", "machine_state_hourly_agg"}
+    views = {f"v_{t}" for t in TIME_SERIES_TABLES} | {"v_machine_state_hourly",
+                                                      "machine_state_hourly_agg"}
     assert all(v == "NO" for t, v in nullability.items() if t not in views), nullability
 
 

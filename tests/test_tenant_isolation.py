@@ -16,12 +16,12 @@ import psycopg
 import pytest
 from psycopg import errors
 
+from core.staging import TIME_SERIES_TABLES
 from core.tenancy import SET_TENANT_SQL, Tenant
 from tests.fixtures.database import TestDatabase
 from tests.fixtures.tenants import Tenants, seed_two_tenants
 
-TIME_SERIES = {"machine_status_history", "downtime_event", "machine_counter",
-               "machine_telemetry"}
+TIME_SERIES = TIME_SERIES_TABLES
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def test_catalog_finds_the_tenant_relations(relations: list[Relation]) -> None:
     names = {r.name for r in relations}
     assert {"machines", "users", "plants", "ncr", "pm_tasks", "gateways"} <= names
     assert names >= TIME_SERIES
-    assert {"v_machine_status_history", "v_downtime_event", "v_machine_state_hourly"} <= names
+    assert {f"v_{t}" for t in TIME_SERIES} | {"v_machine_state_hourly"} <= names
 
 
 def test_every_relation_is_seeded_for_both_orgs(database: TestDatabase, tenants: Tenants,

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -130,11 +131,13 @@ class IngestProcess:
 
     env: dict[str, str]
     log_path: Path
+    args: Sequence[str] = ()  # options of `mes ingest run`
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def start(self) -> IngestProcess:
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "mes.cli", "ingest", "run"],
+        self.proc = subprocess.Popen([sys.executable, "-m", "mes.cli", "ingest", "run",
+                                      *self.args],
                                      env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         log.close()
@@ -156,6 +159,15 @@ class IngestProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def healthy(port: int) -> bool:
+    """Whether a status endpoint on loopback `port` answers /health with 200."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 60, what: str = "condition",

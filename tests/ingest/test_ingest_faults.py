@@ -24,6 +24,7 @@ from tests.ingest.helpers import (
     Publisher,
     count_rows,
     gateway_topic,
+    healthy,
     ingest_env,
     state_message,
     wait_subscribed,
@@ -130,7 +131,7 @@ def test_database_restart_mid_run(own_database, broker_server, start_ingest,
     finally:
         pub.close()
     assert service.failure is None and not service.stop_event.is_set()
-    assert service.metrics.db_errors._value.get() > 0, "the restart was not noticed"
+    assert service.metrics.sample("ingest_db_errors_total") > 0, "the restart was not noticed"
 
 
 def _settings_for_db(db: TestDatabase, original):
@@ -196,7 +197,7 @@ def test_two_ingests_share_the_load(database: TestDatabase, tenants: Tenants, br
     where, params = _window(tenants, 9)
     try:
         for port in ports:
-            wait_until(lambda p=port: _health(p), what="ingest health")
+            wait_until(lambda p=port: healthy(p), what="ingest health")
         for _ in range(4):  # probes land through either member
             wait_subscribed(database, broker_server, tenants)
         pub = Publisher(broker_server)
@@ -212,11 +213,3 @@ def test_two_ingests_share_the_load(database: TestDatabase, tenants: Tenants, br
             p.terminate()
     assert all(s > 0 for s in shares), shares
     assert sum(shares) >= 2000
-
-
-def _health(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False

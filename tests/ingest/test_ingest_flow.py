@@ -49,14 +49,14 @@ def test_messages_land_once_and_replays_write_nothing(database: TestDatabase, te
                    == before + 2000, what="2000 state rows")
         wait_until(lambda: count_rows(database, "machine_counter", "machine_id = %s",
                                       (tenants.a.machines["a1"],)) >= 200, what="counters")
-        written = service.metrics.rows.labels("machine_status")._value.get()
+        written = service.metrics.sample("ingest_rows_written_total", kind="machine_status")
         pub.publish(msgs)  # the same messages again
-        wait_until(lambda: service.metrics.messages.labels("written")._value.get() >= 440,
-                   what="replayed messages handled")
+        wait_until(lambda: service.metrics.sample("ingest_messages_total", outcome="written")
+                   >= 440, what="replayed messages handled")
     finally:
         pub.close()
     assert count_rows(database, "machine_status_history", where, params) == before + 2000
-    assert service.metrics.rows.labels("machine_status")._value.get() == written
+    assert service.metrics.sample("ingest_rows_written_total", kind="machine_status") == written
     assert count_rows(database, "machine_counter", "machine_id = %s",
                       (tenants.a.machines["a1"],)) == 201  # + the seeded one
 
@@ -126,7 +126,7 @@ def test_bad_input_goes_to_dead_letters_and_good_input_still_lands(
     assert [r for r, *_ in letters] == [r for r, _, _ in bad]
     big = next(row for row in letters if row[0] == "payload_too_large")
     assert big[2] == 1024 * 1024 + 10 and big[3] == 64 * 1024  # kept, bounded
-    assert service.metrics.dead_letters.labels("wrong_tenant")._value.get() == 2
+    assert service.metrics.sample("ingest_dead_letters_total", reason="wrong_tenant") == 2
     # Nothing of it reached org B.
     assert count_rows(database, "machine_status_history", "organization_id = %s AND ts >= %s",
                       (tenants.b.id, start)) == 0
@@ -208,15 +208,15 @@ def test_a_retained_bad_message_is_dead_lettered_once(database: TestDatabase, te
         wait_until(lambda: count_rows(database, "dead_letters", "topic = %s", (topic,))
                    == before + 1, what="the dead letter")
         # Stop once it is acknowledged (a stop between record and ack would redeliver it).
-        wait_until(lambda: first.metrics.dead_letters.labels("malformed")._value.get() == 1
-                   and first.metrics.inflight_messages._value.get() == 0, what="the ack")
+        wait_until(lambda: first.metrics.sample("ingest_dead_letters_total", reason="malformed")
+                   == 1 and first.metrics.sample("ingest_inflight_messages") == 0, what="the ack")
         first.stop()
         second = start_ingest(broker_server, "ingest-retained", MES_MQTT__SHARE_GROUP="")
         marker = (gateway_topic(tenants, "a1"),
                   encode(state_message("gw-a1", 77, "a1-press", n=1,
                                        start=BASE - timedelta(days=13))))
         pub.publish([marker])  # handled after any redelivered retained message
-        wait_until(lambda: second.metrics.messages.labels("written")._value.get() >= 1)
+        wait_until(lambda: second.metrics.sample("ingest_messages_total", outcome="written") >= 1)
         assert count_rows(database, "dead_letters", "topic = %s", (topic,)) == before + 1
         second.stop()
     finally:

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import urllib.request
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from tests.ingest.helpers import (
     IngestProcess,
     count_rows,
     gateway_topic,
+    healthy,
     ingest_env,
     state_message,
     wait_until,
@@ -119,14 +119,6 @@ def publish_over_tls(secure: SecureBroker, items: Sequence[tuple[str, bytes]]) -
     finally:
         client.disconnect()
         client.loop_stop()
-
-
-def healthy(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
 
 
 def test_mes_ingest_run_writes_what_arrives_over_tls_with_a_password(
