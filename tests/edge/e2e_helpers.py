@@ -21,7 +21,8 @@ from edge_agent.tagmap import AgentConfig, load_agent_config
 from mes.sim.handle import SimulatorHandle
 from mes.sim.tagmap import build
 from mes.sim.truth import Truth
-from tests.edge.mqtt_helpers import Collector, Received, wait_until
+from tests.edge.mqtt_helpers import Collector, Received
+from tests.support.wait import wait_until
 
 POLL_S = 0.1
 

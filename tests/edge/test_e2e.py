@@ -34,7 +34,8 @@ from tests.edge.e2e_helpers import (
     truth_spans,
     write_map,
 )
-from tests.edge.mqtt_helpers import Collector, wait_until
+from tests.edge.mqtt_helpers import Collector
+from tests.support.wait import wait_until
 
 SPEED = 5.0
 SEED = 77  # covers every state, micro-stops and every machine's counter rollover early

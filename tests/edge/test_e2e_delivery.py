@@ -40,9 +40,10 @@ from tests.edge.e2e_helpers import (
     unique_messages,
     write_map,
 )
-from tests.edge.mqtt_helpers import Collector, wait_until
+from tests.edge.mqtt_helpers import Collector
 from tests.edge.test_e2e import LAG, sim_config
 from tests.fixtures.services import require_mosquitto
+from tests.support.wait import wait_until
 
 OUTAGE_S = 30
 

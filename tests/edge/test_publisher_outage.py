@@ -12,8 +12,9 @@ from edge_agent.outbox import Outbox
 from edge_agent.publish_config import BrokerConfig, OutboxConfig
 from edge_agent.publisher import Publisher
 from mes.services.broker import BrokerServer
-from tests.edge.mqtt_helpers import GATEWAY, ORG, PLANT, Collector, counter, state, wait_until
+from tests.edge.mqtt_helpers import GATEWAY, ORG, PLANT, Collector, counter, state
 from tests.fixtures.services import require_mosquitto
+from tests.support.wait import wait_until
 
 OUTAGE_S = 30
 MACHINES = ("m-0", "m-1", "m-2")
