@@ -18,7 +18,7 @@ from psycopg import errors
 
 from core.tenancy import SET_TENANT_SQL, Tenant
 from tests.fixtures.database import TestDatabase
-from tests.fixtures.tenants import Tenants, seed_two_tenants
+from tests.fixtures.tenants import Tenants
 
 TIME_SERIES = {"machine_status_history", "downtime_event", "machine_counter",
                "machine_telemetry"}
@@ -38,11 +38,6 @@ class Relation:
         if self.name == "plants":
             return "id"
         return "plant_id" if self.has_plant else None
-
-
-@pytest.fixture(scope="module")
-def tenants(database: TestDatabase) -> Tenants:
-    return seed_two_tenants(database.superuser_url)
 
 
 @pytest.fixture(scope="module")

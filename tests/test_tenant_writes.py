@@ -14,12 +14,7 @@ from psycopg import errors
 from core.staging import STAGING, write_staged
 from core.tenancy import Tenant, tenant_transaction
 from tests.fixtures.database import TestDatabase
-from tests.fixtures.tenants import T0, Tenants, seed_two_tenants
-
-
-@pytest.fixture(scope="module")
-def tenants(database: TestDatabase) -> Tenants:
-    return seed_two_tenants(database.superuser_url)
+from tests.fixtures.tenants import T0, Tenants
 
 
 @pytest.fixture
