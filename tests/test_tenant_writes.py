@@ -148,16 +148,18 @@ def test_forged_staging_table_is_refused(app: psycopg.Connection, tenants: Tenan
         app.execute("SELECT mes.write_machine_status()")
 
 
+@pytest.mark.parametrize("ddl", [
+    "ALTER TABLE pg_temp.stage_machine_status ADD COLUMN x int",
+    "CREATE INDEX ON pg_temp.stage_machine_status ((length(state)))",
+    "CREATE TRIGGER t BEFORE INSERT ON pg_temp.stage_machine_status "
+    "FOR EACH ROW EXECUTE FUNCTION mes.touch_row()",
+], ids=["add-column", "create-index", "create-trigger"])
 def test_staging_table_cannot_be_altered_by_the_app(app: psycopg.Connection,
-                                                    tenants: Tenants) -> None:
-    for ddl in ("ALTER TABLE pg_temp.stage_machine_status ADD COLUMN x int",
-                "CREATE INDEX ON pg_temp.stage_machine_status ((length(state)))",
-                "CREATE TRIGGER t BEFORE INSERT ON pg_temp.stage_machine_status "
-                "FOR EACH ROW EXECUTE FUNCTION mes.touch_row()"):
-        with pytest.raises(errors.InsufficientPrivilege), \
-                tenant_transaction(app, Tenant(tenants.a.id)):
-            app.execute("SELECT mes.open_staging('machine_status')")
-            app.execute(ddl)
+                                                    tenants: Tenants, ddl: str) -> None:
+    with pytest.raises(errors.InsufficientPrivilege), \
+            tenant_transaction(app, Tenant(tenants.a.id)):
+        app.execute("SELECT mes.open_staging('machine_status')")
+        app.execute(ddl)
 
 
 @pytest.mark.parametrize("statement", [
