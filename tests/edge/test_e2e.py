@@ -32,6 +32,7 @@ from tests.edge.e2e_helpers import (
     sim_map,
     truth_from,
     truth_spans,
+    wait_published_where_truth_ends,
     write_map,
 )
 from tests.edge.mqtt_helpers import Collector
@@ -45,6 +46,7 @@ TICK_S = 0.1
 MICRO_BELOW_S = 4.5 / SPEED
 MICRO_MARGIN_S = 0.15
 LAG = timedelta(seconds=3)  # a generous bound on read delay: this is about what, not how fast
+PLC_OUTAGE_S = 1.0
 
 
 def sim_config(tmp_path: Path) -> SimConfig:
@@ -84,7 +86,6 @@ def test_published_records_match_the_simulators_truth(
             wait_until(lambda: all(agent.machine_states().values()), 20, "every first state")
             sim.resume()
             wait_until(lambda: _truth_covers_everything(sim), 60, "the run to show everything")
-            time.sleep(1.0)
             code, body = _get(f"http://127.0.0.1:{status.port}/health")
             health = json.loads(body)
             assert code == 200 and health["healthy"], health
@@ -101,7 +102,7 @@ def test_published_records_match_the_simulators_truth(
                          "mes_edge_machine_state", "mes_edge_publish_rate"):  # fmt: skip
                 assert name in text
             sim.pause()
-            time.sleep(1.0)  # the agent reads the final state
+            wait_published_where_truth_ends(sim, collector)
             drain_and_stop(runner, collector)
         finally:
             status.stop()
@@ -180,14 +181,16 @@ def test_plc_outage_is_a_gap_not_a_stop(
             wait_until(lambda: all(agent.machine_states().values()), 20, "every first state")
             nodes = set(getattr(opcua, "subscribed", set()))
             assert nodes, "OPC UA tags are subscribed"
-            time.sleep(1.0)
+            wait_until(lambda: {r.machine for r in collector.records()
+                                if isinstance(r, StateRecord)} == set(sim.machines),
+                       20, "every first state to be published")  # fmt: skip
             down = datetime.now(UTC)
             sim.servers_down()
             wait_until(
                 lambda: set(agent.machine_states().values()) == {MachineState.OFFLINE},
                 20, "every machine offline",
             )  # fmt: skip
-            time.sleep(1.0)
+            time.sleep(PLC_OUTAGE_S)  # the scenario: the PLCs stay unreachable for a while
             up = datetime.now(UTC)
             sim.servers_up()
             wait_until(
@@ -207,9 +210,8 @@ def test_plc_outage_is_a_gap_not_a_stop(
                 )
 
             wait_until(changed_after_recovery, 30, "state changes after the outage")
-            time.sleep(1.0)
             sim.pause()
-            time.sleep(0.5)
+            wait_published_where_truth_ends(sim, collector)
             assert agent.running and agent.driver_restarts == 0
             drain_and_stop(runner, collector)
         finally:

@@ -38,6 +38,9 @@ def test_broker_outage_loses_nothing_and_keeps_order(
     stop = threading.Event()
     sent: list[StateRecord] = []
 
+    def states() -> list[StateRecord]:
+        return [r for r in collector.records() if isinstance(r, StateRecord)]
+
     def produce(outbox: Outbox) -> None:
         i = 0
         while not stop.is_set():
@@ -46,7 +49,7 @@ def test_broker_outage_loses_nothing_and_keeps_order(
                 outbox.add_many([record, counter(machine, i)])
                 sent.append(record)
             i += 1
-            time.sleep(0.02)
+            time.sleep(0.02)  # the scenario's load: records keep coming at a steady pace
 
     with Outbox.open(OutboxConfig(path=tmp_path / "outbox.sqlite"), GATEWAY) as outbox:
         publisher = Publisher(
@@ -65,12 +68,14 @@ def test_broker_outage_loses_nothing_and_keeps_order(
             wait_until(lambda: publisher.stats().acked >= 10, 10, "publishing to start")
             broker.stop()
             wait_until(lambda: not publisher.connected, 10, "the publisher to notice")
-            time.sleep(OUTAGE_S)
+            time.sleep(OUTAGE_S)  # the scenario: the broker stays away this long
             held = outbox.depth()
             assert held.records > 0 and held.oldest_age_s is not None
             broker.start()
             wait_until(lambda: publisher.connected, 15, "the reconnect")
-            time.sleep(1)
+            made_before_reconnect = sent[-1].ts
+            wait_until(lambda: any(r.ts > made_before_reconnect for r in states()), 30,
+                       "records made after the reconnect")  # fmt: skip
             stop.set()
             producer.join()
 
@@ -79,7 +84,6 @@ def test_broker_outage_loses_nothing_and_keeps_order(
                 return not (depth.records or depth.messages or publisher.stats().inflight)
 
             wait_until(drained, 60, "the backlog to drain")
-            states = lambda: [r for r in collector.records() if isinstance(r, StateRecord)]  # noqa: E731
             wait_until(
                 lambda: len({(r.machine, r.ts) for r in states()}) == len(sent),
                 30,
