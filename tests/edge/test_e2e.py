@@ -118,8 +118,8 @@ def test_published_records_match_the_simulators_truth(
         got = agent_spans(records, machine)
         want = truth_from(truth_spans(truth, machine), got[0].ts)
         assert [s.state for s in got] == [s.state for s in want], machine
-        for g, w in zip(got[1:], want[1:], strict=True):
-            assert timedelta(0) <= g.ts - w.ts < LAG, (machine, g, w)
+        for seen, real in zip(got[1:], want[1:], strict=True):
+            assert timedelta(0) <= seen.ts - real.ts < LAG, (machine, seen, real)
         micro_checked += _check_downtime(records, machine, got, want)
         _check_cycles(records, truth, machine)
     assert micro_checked >= 2
@@ -129,17 +129,17 @@ def _check_downtime(records: list[Any], machine: str, got: list[Span], want: lis
     """Every stop is one event with the truth's state, reason, category and micro-stop flag;
     returns how many micro-stop flags could be judged."""
     events = events_of(records, machine)
-    stops = [(g, w) for g, w in zip(got, want, strict=True) if w.state.is_stop]
+    stops = [(seen, real) for seen, real in zip(got, want, strict=True) if real.state.is_stop]
     assert len(events) == len(stops), machine
     judged = 0
-    for event, (g, w) in zip(events, stops, strict=True):
-        assert event.started_at == g.ts and event.ended_at == g.until, (machine, event)
+    for event, (seen, real) in zip(events, stops, strict=True):
+        assert event.started_at == seen.ts and event.ended_at == seen.until, (machine, event)
         assert (event.state, event.reason_code, event.category.value) == (
-            w.state, w.reason_code, w.category
-        ), (machine, event, w)  # fmt: skip
-        if w.seconds is not None and abs(w.seconds - MICRO_BELOW_S) > MICRO_MARGIN_S:
-            assert event.micro_stop == w.micro, (machine, event, w)
-            judged += w.micro is True
+            real.state, real.reason_code, real.category
+        ), (machine, event, real)  # fmt: skip
+        if real.seconds is not None and abs(real.seconds - MICRO_BELOW_S) > MICRO_MARGIN_S:
+            assert event.micro_stop == real.micro, (machine, event, real)
+            judged += real.micro is True
     states = [r for r in records if isinstance(r, StateRecord) and r.machine == machine]
     for r in states:  # a stop's state records carry the open event's reason
         if r.state.is_stop:
@@ -236,11 +236,12 @@ def test_plc_outage_is_a_gap_not_a_stop(
             assert not (down + slack < event.started_at < up), (machine, event)
             if event.started_at < down:
                 assert event.ended_at is not None and event.ended_at <= down + slack
-        ds = [r for r in records if isinstance(r, DowntimeRecord) and r.machine == machine]
-        assert all(r.state is not MachineState.OFFLINE for r in ds)
+        downtime_states = [r.state for r in records
+                           if isinstance(r, DowntimeRecord) and r.machine == machine]  # fmt: skip
+        assert MachineState.OFFLINE not in downtime_states
     for machine in sim.info["opcua_machines"]:
         got = agent_spans(records, machine)
-        for w in truth_spans(truth, machine):
-            if w.ts > recovered:  # seen through the re-established subscription
-                assert any(g.state == w.state and timedelta(0) <= g.ts - w.ts < LAG
-                           for g in got), (machine, w)  # fmt: skip
+        for real in truth_spans(truth, machine):
+            if real.ts > recovered:  # seen through the re-established subscription
+                assert any(seen.state == real.state and timedelta(0) <= seen.ts - real.ts < LAG
+                           for seen in got), (machine, real)  # fmt: skip

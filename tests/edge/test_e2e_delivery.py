@@ -217,9 +217,10 @@ def test_sigkill_replays_the_outbox(broker: BrokerServer, tmp_path: Path) -> Non
         assert record in records
     _check_order(records)
     # Every state change well before the kill or well after the restart was published.
+    margin = timedelta(seconds=1)
     for machine in sim.machines:
         got = agent_spans(records, machine)
-        for w in truth_from(truth_spans(truth, machine), got[0].ts)[1:]:
-            if w.ts < killed - timedelta(seconds=1) or w.ts > restarted + timedelta(seconds=1):
-                assert any(g.state == w.state and timedelta(0) <= g.ts - w.ts < LAG
-                           for g in got), (machine, w)  # fmt: skip
+        for real in truth_from(truth_spans(truth, machine), got[0].ts)[1:]:
+            if real.ts < killed - margin or real.ts > restarted + margin:
+                assert any(seen.state == real.state and timedelta(0) <= seen.ts - real.ts < LAG
+                           for seen in got), (machine, real)  # fmt: skip
