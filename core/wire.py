@@ -26,11 +26,15 @@ import msgspec
 WIRE_VERSION = 1
 TOPIC_ROOT = "mes/v1"
 CODE_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
-CODE_RE = re.compile(CODE_PATTERN)
+# The same rule for Python's `re` (and msgspec, which uses it): there `$` also matches before a
+# final newline, so "gw-1\n" would pass; \A and \Z anchor at the very ends. (pydantic's regex
+# engine reads `$` as the very end, so tag maps use CODE_PATTERN itself.)
+_CODE_PY_PATTERN = r"\A[a-z0-9][a-z0-9-]{0,62}\Z"
+CODE_RE = re.compile(_CODE_PY_PATTERN)
 
 # Machine codes, tag names and reason codes come from tag maps and PLCs, so they are freer than
 # topic codes, but they are printable text (`check_text`).
-Code = Annotated[str, msgspec.Meta(pattern=CODE_PATTERN)]
+Code = Annotated[str, msgspec.Meta(pattern=_CODE_PY_PATTERN)]
 MachineCode = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 TagName = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 ReasonCode = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -347,7 +351,7 @@ def _explain(message: str) -> str:
     """msgspec quotes a failed pattern as a regex; an operator reading a dead letter needs the
     rule in words, with the field's path."""
     found = _PATTERN_ERROR.match(message)
-    if found and found["pattern"] == repr(CODE_PATTERN):
+    if found and found["pattern"] == repr(_CODE_PY_PATTERN):
         return f"must be a code matching {CODE_PATTERN} - at {found['at']}"
     return message
 

@@ -59,7 +59,8 @@ def test_database_url_alias(monkeypatch: pytest.MonkeyPatch) -> None:
     ('[database]\nurl = "postgresql://127.0.0.1:5432"\n', "names no database"),
     ('[databse]\nurl = "x"\n', "databse: Extra inputs are not permitted"),
     ("[log\n", "not valid TOML"),
-])
+], ids=["log-level-unknown", "database-url-not-postgresql", "pool-size-not-a-number",
+        "database-url-without-name", "section-misspelt", "not-toml"])
 def test_bad_file_values_name_key_and_file(tmp_path: Path, text: str, expected: str) -> None:
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as e:

@@ -4,19 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import pytest
-
 from core.staging import write_staged
 from core.tenancy import Tenant, tenant_transaction
 from tests.fixtures.database import TestDatabase
-from tests.fixtures.tenants import Tenants, seed_two_tenants
+from tests.fixtures.tenants import Tenants
 
 H = datetime(2026, 2, 2, 10, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def tenants(database: TestDatabase) -> Tenants:
-    return seed_two_tenants(database.superuser_url)
 
 
 def test_time_in_state_splits_at_hour_boundaries(database: TestDatabase,

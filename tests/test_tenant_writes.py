@@ -16,13 +16,8 @@ from core.staging import MACHINE_FIELD, STAGING, STAGING_OF, write_staged
 from core.tenancy import Tenant, tenant_transaction
 from core.wire import RECORD_KINDS, Kind
 from tests.fixtures.database import TestDatabase
-from tests.fixtures.tenants import T0, Tenants, seed_two_tenants
+from tests.fixtures.tenants import T0, Tenants
 from tests.wire_samples import sample_record
-
-
-@pytest.fixture(scope="module")
-def tenants(database: TestDatabase) -> Tenants:
-    return seed_two_tenants(database.superuser_url)
 
 
 @pytest.fixture
@@ -181,16 +176,18 @@ def test_forged_staging_table_is_refused(app: psycopg.Connection, tenants: Tenan
         app.execute("SELECT mes.write_machine_status()")
 
 
+@pytest.mark.parametrize("ddl", [
+    "ALTER TABLE pg_temp.stage_machine_status ADD COLUMN x int",
+    "CREATE INDEX ON pg_temp.stage_machine_status ((length(state)))",
+    "CREATE TRIGGER t BEFORE INSERT ON pg_temp.stage_machine_status "
+    "FOR EACH ROW EXECUTE FUNCTION mes.touch_row()",
+], ids=["add-column", "create-index", "create-trigger"])
 def test_staging_table_cannot_be_altered_by_the_app(app: psycopg.Connection,
-                                                    tenants: Tenants) -> None:
-    for ddl in ("ALTER TABLE pg_temp.stage_machine_status ADD COLUMN x int",
-                "CREATE INDEX ON pg_temp.stage_machine_status ((length(state)))",
-                "CREATE TRIGGER t BEFORE INSERT ON pg_temp.stage_machine_status "
-                "FOR EACH ROW EXECUTE FUNCTION mes.touch_row()"):
-        with pytest.raises(errors.InsufficientPrivilege), \
-                tenant_transaction(app, Tenant(tenants.a.id)):
-            app.execute("SELECT mes.open_staging('machine_status')")
-            app.execute(ddl)
+                                                    tenants: Tenants, ddl: str) -> None:
+    with pytest.raises(errors.InsufficientPrivilege), \
+            tenant_transaction(app, Tenant(tenants.a.id)):
+        app.execute("SELECT mes.open_staging('machine_status')")
+        app.execute(ddl)
 
 
 @pytest.mark.parametrize("statement", [

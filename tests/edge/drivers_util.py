@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 
 from edge_agent.drivers.base import Driver, TagReading
+from tests.support.wait import wait_until_async
 
 
 class Collector:
@@ -27,12 +28,8 @@ class Collector:
         return [r for r in self.readings(tag) if r.error is not None]
 
     async def wait(self, condition: Callable[[], bool], what: str, timeout: float = 20) -> None:
-        """Wait until `condition()`; the timeout only keeps a broken test from hanging."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while not condition():
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"timed out waiting for: {what}")
-            await asyncio.sleep(0.02)
+        """Wait until `condition()` holds (the driver delivers on this loop meanwhile)."""
+        await wait_until_async(condition, timeout, what)
 
 
 class Running:

@@ -15,13 +15,14 @@ from typing import Any
 
 import yaml
 
-from core.wire import CounterRecord, DowntimeRecord, MachineState, StateRecord
+from core.wire import CounterRecord, DowntimeRecord, MachineState, StateRecord, TelemetryRecord
 from edge_agent.agent import EdgeAgent
 from edge_agent.tagmap import AgentConfig, load_agent_config
 from mes.sim.handle import SimulatorHandle
 from mes.sim.tagmap import build
 from mes.sim.truth import Truth
-from tests.edge.mqtt_helpers import Collector, Received, wait_until
+from tests.edge.mqtt_helpers import Collector, Received
+from tests.support.wait import wait_until
 
 POLL_S = 0.1
 
@@ -85,6 +86,54 @@ def drain_and_stop(runner: AgentThread, collector: Collector) -> None:
     runner.stop()
     last = runner.agent.outbox.next_seq - 1
     wait_until(lambda: len(unique_messages(collector)) >= last, 15, "every message to arrive")
+
+
+def published_since(collector: Collector, since: datetime) -> bool:
+    """The collector holds a value read at or after `since`: live data flows, not a backlog."""
+    return any(
+        isinstance(r, StateRecord | CounterRecord | TelemetryRecord) and r.ts >= since
+        for r in collector.records()
+    )
+
+
+def published_where_truth_ends(
+    collector: Collector, truth: list[dict[str, Any]], machines: list[str]
+) -> bool:
+    """For every machine, the collector holds the truth's last state and last cycle count, each
+    read no earlier than the truth shows it: the agent has read and published where the (paused)
+    simulator stands. A cycle total matches the PLC's 16-bit register modulo 2**16."""
+    records = collector.records()
+
+    def last(kind: str, machine: str) -> dict[str, Any] | None:
+        return next((r for r in reversed(truth) if r["type"] == kind and r["machine"] == machine),
+                    None)  # fmt: skip
+
+    def shows_state(r: Any, machine: str, want: dict[str, Any]) -> bool:
+        return (isinstance(r, StateRecord) and r.machine == machine
+                and r.state.value == want["state"]
+                and r.ts >= datetime.fromisoformat(want["ts"]))  # fmt: skip
+
+    def shows_cycles(r: Any, machine: str, want: dict[str, Any]) -> bool:
+        return (isinstance(r, CounterRecord) and r.machine == machine and r.tag == "cycles"
+                and r.value % 65536 == want["counter"]
+                and r.ts >= datetime.fromisoformat(want["ts"]))  # fmt: skip
+
+    for machine in machines:
+        state, cycle = last("state", machine), last("cycle", machine)
+        if state is not None and not any(shows_state(r, machine, state) for r in records):
+            return False
+        if cycle is not None and not any(shows_cycles(r, machine, cycle) for r in records):
+            return False
+    return True
+
+
+def wait_published_where_truth_ends(sim: SimulatorHandle, collector: Collector) -> None:
+    """After `sim.pause()`: wait until the agent has published what the simulator shows last.
+    The truth is read again on each try, in case a tick was under way when the pause came."""
+    wait_until(
+        lambda: published_where_truth_ends(collector, first_run(sim.truth()), sim.machines),
+        30, "the agent to publish where the simulator stopped", interval=0.25,
+    )  # fmt: skip
 
 
 def unique_messages(collector: Collector) -> dict[int, Received]:

@@ -8,8 +8,6 @@ import contextlib
 import selectors
 import socket
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -48,14 +46,6 @@ def counter(machine: str, i: int) -> CounterRecord:
 
 def telemetry(machine: str, i: int) -> TelemetryRecord:
     return TelemetryRecord(machine=machine, tag="speed", ts=T0 + timedelta(seconds=i), value=i / 3)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 @dataclass(frozen=True)

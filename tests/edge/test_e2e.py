@@ -32,9 +32,11 @@ from tests.edge.e2e_helpers import (
     sim_map,
     truth_from,
     truth_spans,
+    wait_published_where_truth_ends,
     write_map,
 )
-from tests.edge.mqtt_helpers import Collector, wait_until
+from tests.edge.mqtt_helpers import Collector
+from tests.support.wait import wait_until
 
 SPEED = 5.0
 SEED = 77  # covers every state, micro-stops and every machine's counter rollover early
@@ -44,6 +46,7 @@ TICK_S = 0.1
 MICRO_BELOW_S = 4.5 / SPEED
 MICRO_MARGIN_S = 0.15
 LAG = timedelta(seconds=3)  # a generous bound on read delay: this is about what, not how fast
+PLC_OUTAGE_S = 1.0
 
 
 def sim_config(tmp_path: Path) -> SimConfig:
@@ -83,7 +86,6 @@ def test_published_records_match_the_simulators_truth(
             wait_until(lambda: all(agent.machine_states().values()), 20, "every first state")
             sim.resume()
             wait_until(lambda: _truth_covers_everything(sim), 60, "the run to show everything")
-            time.sleep(1.0)
             code, body = _get(f"http://127.0.0.1:{status.port}/health")
             health = json.loads(body)
             assert code == 200 and health["healthy"], health
@@ -100,7 +102,7 @@ def test_published_records_match_the_simulators_truth(
                          "mes_edge_machine_state", "mes_edge_publish_rate"):  # fmt: skip
                 assert name in text
             sim.pause()
-            time.sleep(1.0)  # the agent reads the final state
+            wait_published_where_truth_ends(sim, collector)
             drain_and_stop(runner, collector)
         finally:
             status.stop()
@@ -116,8 +118,8 @@ def test_published_records_match_the_simulators_truth(
         got = agent_spans(records, machine)
         want = truth_from(truth_spans(truth, machine), got[0].ts)
         assert [s.state for s in got] == [s.state for s in want], machine
-        for g, w in zip(got[1:], want[1:], strict=True):
-            assert timedelta(0) <= g.ts - w.ts < LAG, (machine, g, w)
+        for seen, real in zip(got[1:], want[1:], strict=True):
+            assert timedelta(0) <= seen.ts - real.ts < LAG, (machine, seen, real)
         micro_checked += _check_downtime(records, machine, got, want)
         _check_cycles(records, truth, machine)
     assert micro_checked >= 2
@@ -127,17 +129,17 @@ def _check_downtime(records: list[Any], machine: str, got: list[Span], want: lis
     """Every stop is one event with the truth's state, reason, category and micro-stop flag;
     returns how many micro-stop flags could be judged."""
     events = events_of(records, machine)
-    stops = [(g, w) for g, w in zip(got, want, strict=True) if w.state.is_stop]
+    stops = [(seen, real) for seen, real in zip(got, want, strict=True) if real.state.is_stop]
     assert len(events) == len(stops), machine
     judged = 0
-    for event, (g, w) in zip(events, stops, strict=True):
-        assert event.started_at == g.ts and event.ended_at == g.until, (machine, event)
+    for event, (seen, real) in zip(events, stops, strict=True):
+        assert event.started_at == seen.ts and event.ended_at == seen.until, (machine, event)
         assert (event.state, event.reason_code, event.category.value) == (
-            w.state, w.reason_code, w.category
-        ), (machine, event, w)  # fmt: skip
-        if w.seconds is not None and abs(w.seconds - MICRO_BELOW_S) > MICRO_MARGIN_S:
-            assert event.micro_stop == w.micro, (machine, event, w)
-            judged += w.micro is True
+            real.state, real.reason_code, real.category
+        ), (machine, event, real)  # fmt: skip
+        if real.seconds is not None and abs(real.seconds - MICRO_BELOW_S) > MICRO_MARGIN_S:
+            assert event.micro_stop == real.micro, (machine, event, real)
+            judged += real.micro is True
     states = [r for r in records if isinstance(r, StateRecord) and r.machine == machine]
     for r in states:  # a stop's state records carry the open event's reason
         if r.state.is_stop:
@@ -179,14 +181,16 @@ def test_plc_outage_is_a_gap_not_a_stop(
             wait_until(lambda: all(agent.machine_states().values()), 20, "every first state")
             nodes = set(getattr(opcua, "subscribed", set()))
             assert nodes, "OPC UA tags are subscribed"
-            time.sleep(1.0)
+            wait_until(lambda: {r.machine for r in collector.records()
+                                if isinstance(r, StateRecord)} == set(sim.machines),
+                       20, "every first state to be published")  # fmt: skip
             down = datetime.now(UTC)
             sim.servers_down()
             wait_until(
                 lambda: set(agent.machine_states().values()) == {MachineState.OFFLINE},
                 20, "every machine offline",
             )  # fmt: skip
-            time.sleep(1.0)
+            time.sleep(PLC_OUTAGE_S)  # the scenario: the PLCs stay unreachable for a while
             up = datetime.now(UTC)
             sim.servers_up()
             wait_until(
@@ -206,9 +210,8 @@ def test_plc_outage_is_a_gap_not_a_stop(
                 )
 
             wait_until(changed_after_recovery, 30, "state changes after the outage")
-            time.sleep(1.0)
             sim.pause()
-            time.sleep(0.5)
+            wait_published_where_truth_ends(sim, collector)
             assert agent.running and agent.driver_restarts == 0
             drain_and_stop(runner, collector)
         finally:
@@ -233,11 +236,12 @@ def test_plc_outage_is_a_gap_not_a_stop(
             assert not (down + slack < event.started_at < up), (machine, event)
             if event.started_at < down:
                 assert event.ended_at is not None and event.ended_at <= down + slack
-        ds = [r for r in records if isinstance(r, DowntimeRecord) and r.machine == machine]
-        assert all(r.state is not MachineState.OFFLINE for r in ds)
+        downtime_states = [r.state for r in records
+                           if isinstance(r, DowntimeRecord) and r.machine == machine]  # fmt: skip
+        assert MachineState.OFFLINE not in downtime_states
     for machine in sim.info["opcua_machines"]:
         got = agent_spans(records, machine)
-        for w in truth_spans(truth, machine):
-            if w.ts > recovered:  # seen through the re-established subscription
-                assert any(g.state == w.state and timedelta(0) <= g.ts - w.ts < LAG
-                           for g in got), (machine, w)  # fmt: skip
+        for real in truth_spans(truth, machine):
+            if real.ts > recovered:  # seen through the re-established subscription
+                assert any(seen.state == real.state and timedelta(0) <= seen.ts - real.ts < LAG
+                           for seen in got), (machine, real)  # fmt: skip

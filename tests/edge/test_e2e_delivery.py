@@ -33,16 +33,19 @@ from tests.edge.e2e_helpers import (
     check_natural_keys,
     drain_and_stop,
     first_run,
+    published_since,
     records_in_order,
     sim_map,
     truth_from,
     truth_spans,
     unique_messages,
+    wait_published_where_truth_ends,
     write_map,
 )
-from tests.edge.mqtt_helpers import Collector, wait_until
+from tests.edge.mqtt_helpers import Collector
 from tests.edge.test_e2e import LAG, sim_config
 from tests.fixtures.services import require_mosquitto
+from tests.support.wait import wait_until
 
 OUTAGE_S = 30
 
@@ -82,14 +85,16 @@ def test_broker_outage_loses_nothing(broker: BrokerServer, tmp_path: Path) -> No
             wait_until(lambda: agent.publisher.stats().acked >= 5, 20, "publishing")
             broker.stop()
             wait_until(lambda: not agent.publisher.connected, 10, "the agent to notice")
-            time.sleep(OUTAGE_S)
+            time.sleep(OUTAGE_S)  # the scenario: the broker stays away this long
             held = agent.outbox.depth()
             assert held.records + held.messages > 0 and held.oldest_age_s is not None
             broker.start()
             wait_until(lambda: agent.publisher.connected, 30, "the reconnect")
-            time.sleep(2.0)
+            reconnected = datetime.now(UTC)
+            wait_until(lambda: published_since(collector, reconnected), 30,
+                       "values read after the reconnect")  # fmt: skip
             sim.pause()
-            time.sleep(0.5)
+            wait_published_where_truth_ends(sim, collector)
             drain_and_stop(runner, collector)
         finally:
             collector.close()
@@ -114,6 +119,15 @@ def _health(port: int) -> dict[str, Any] | None:
             return dict(json.loads(reply.read()))
     except (OSError, ValueError):
         return None
+
+
+def _holding_unacknowledged(port: int) -> bool:
+    """The agent knows the broker is gone and its outbox holds records or messages."""
+    health = _health(port) or {}
+    box = health.get("outbox", {})
+    return health.get("broker", "connected") != "connected" and (
+        box.get("records", 0) + box.get("messages", 0) > 0
+    )
 
 
 @contextmanager
@@ -161,9 +175,10 @@ def test_sigkill_replays_the_outbox(broker: BrokerServer, tmp_path: Path) -> Non
         try:
             with _agent_process(tag_map, log) as (first, port):
                 wait_until(lambda: (_health(port) or {}).get("broker") == "connected", 20, "broker")
-                time.sleep(2.0)
+                wait_until(lambda: len(unique_messages(collector)) >= 5, 20, "publishing")
                 broker.stop()  # what is published from now on is not acknowledged
-                time.sleep(2.0)
+                wait_until(lambda: _holding_unacknowledged(port), 20,
+                           "the agent to hold data the broker did not acknowledge")  # fmt: skip
                 first.send_signal(signal.SIGKILL)
                 first.wait()
                 killed = datetime.now(UTC)
@@ -172,8 +187,10 @@ def test_sigkill_replays_the_outbox(broker: BrokerServer, tmp_path: Path) -> Non
             broker.start()
             with _agent_process(tag_map, log) as (second, port):
                 restarted = datetime.now(UTC)
-                time.sleep(2.0)
+                wait_until(lambda: published_since(collector, restarted), 30,
+                           "values read by the restarted agent")  # fmt: skip
                 sim.pause()
+                wait_published_where_truth_ends(sim, collector)
 
                 def drained() -> bool:
                     h = _health(port) or {}
@@ -200,9 +217,10 @@ def test_sigkill_replays_the_outbox(broker: BrokerServer, tmp_path: Path) -> Non
         assert record in records
     _check_order(records)
     # Every state change well before the kill or well after the restart was published.
+    margin = timedelta(seconds=1)
     for machine in sim.machines:
         got = agent_spans(records, machine)
-        for w in truth_from(truth_spans(truth, machine), got[0].ts)[1:]:
-            if w.ts < killed - timedelta(seconds=1) or w.ts > restarted + timedelta(seconds=1):
-                assert any(g.state == w.state and timedelta(0) <= g.ts - w.ts < LAG
-                           for g in got), (machine, w)  # fmt: skip
+        for real in truth_from(truth_spans(truth, machine), got[0].ts)[1:]:
+            if real.ts < killed - margin or real.ts > restarted + margin:
+                assert any(seen.state == real.state and timedelta(0) <= seen.ts - real.ts < LAG
+                           for seen in got), (machine, real)  # fmt: skip

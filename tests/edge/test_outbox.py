@@ -16,7 +16,8 @@ from core.wire import Kind, StateEnvelope, decode
 from edge_agent.outbox import Outbox, OutboxInUse
 from edge_agent.publish_config import OutboxConfig
 from mes.services.broker import PROJECT_ROOT
-from tests.edge.mqtt_helpers import GATEWAY, counter, state, telemetry, wait_until
+from tests.edge.mqtt_helpers import GATEWAY, counter, state, telemetry
+from tests.support.wait import wait_until
 
 BIG = 100_000
 

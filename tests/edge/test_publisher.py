@@ -29,10 +29,10 @@ from tests.edge.mqtt_helpers import (
     counter,
     state,
     telemetry,
-    wait_until,
 )
 from tests.fixtures.services import require_mosquitto
 from tests.fixtures.tls import make_tls_files
+from tests.support.wait import wait_until
 
 
 def broker_config(port: int, **overrides: object) -> BrokerConfig:

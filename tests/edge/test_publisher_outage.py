@@ -12,8 +12,9 @@ from edge_agent.outbox import Outbox
 from edge_agent.publish_config import BrokerConfig, OutboxConfig
 from edge_agent.publisher import Publisher
 from mes.services.broker import BrokerServer
-from tests.edge.mqtt_helpers import GATEWAY, ORG, PLANT, Collector, counter, state, wait_until
+from tests.edge.mqtt_helpers import GATEWAY, ORG, PLANT, Collector, counter, state
 from tests.fixtures.services import require_mosquitto
+from tests.support.wait import wait_until
 
 OUTAGE_S = 30
 MACHINES = ("m-0", "m-1", "m-2")
@@ -37,6 +38,9 @@ def test_broker_outage_loses_nothing_and_keeps_order(
     stop = threading.Event()
     sent: list[StateRecord] = []
 
+    def states() -> list[StateRecord]:
+        return [r for r in collector.records() if isinstance(r, StateRecord)]
+
     def produce(outbox: Outbox) -> None:
         i = 0
         while not stop.is_set():
@@ -45,7 +49,7 @@ def test_broker_outage_loses_nothing_and_keeps_order(
                 outbox.add_many([record, counter(machine, i)])
                 sent.append(record)
             i += 1
-            time.sleep(0.02)
+            time.sleep(0.02)  # the scenario's load: records keep coming at a steady pace
 
     with Outbox.open(OutboxConfig(path=tmp_path / "outbox.sqlite"), GATEWAY) as outbox:
         publisher = Publisher(
@@ -64,12 +68,14 @@ def test_broker_outage_loses_nothing_and_keeps_order(
             wait_until(lambda: publisher.stats().acked >= 10, 10, "publishing to start")
             broker.stop()
             wait_until(lambda: not publisher.connected, 10, "the publisher to notice")
-            time.sleep(OUTAGE_S)
+            time.sleep(OUTAGE_S)  # the scenario: the broker stays away this long
             held = outbox.depth()
             assert held.records > 0 and held.oldest_age_s is not None
             broker.start()
             wait_until(lambda: publisher.connected, 15, "the reconnect")
-            time.sleep(1)
+            made_before_reconnect = sent[-1].ts
+            wait_until(lambda: any(r.ts > made_before_reconnect for r in states()), 30,
+                       "records made after the reconnect")  # fmt: skip
             stop.set()
             producer.join()
 
@@ -78,7 +84,6 @@ def test_broker_outage_loses_nothing_and_keeps_order(
                 return not (depth.records or depth.messages or publisher.stats().inflight)
 
             wait_until(drained, 60, "the backlog to drain")
-            states = lambda: [r for r in collector.records() if isinstance(r, StateRecord)]  # noqa: E731
             wait_until(
                 lambda: len({(r.machine, r.ts) for r in states()}) == len(sent),
                 30,

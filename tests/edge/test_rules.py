@@ -112,6 +112,27 @@ def test_referenced_tags_covers_every_part() -> None:
             ["reasons.state_categories: 'running' is not a stop state"],
         ),
     ],
+    ids=[
+        "state-kind-unknown",
+        "state-kind-missing",
+        "heartbeat-negative",
+        "offline-after-zero",
+        "micro-stop-negative",
+        "heartbeat-not-dividing-an-hour",
+        "offline-after-not-a-number",
+        "unknown-key",
+        "code-to-misspelt-state",
+        "code-given-twice",
+        "hysteresis-negative",
+        "bits-empty",
+        "preset-unknown",
+        "counter-width-24",
+        "counter-kind-unknown",
+        "counter-name-twice",
+        "telemetry-max-interval-below-min",
+        "telemetry-deadband-over-100-pct",
+        "running-given-a-category",
+    ],
 )
 def test_bad_rules_name_the_key_path(data: dict[str, Any], expected: list[str]) -> None:
     # (Inside `state`, pydantic's location also names the union member, e.g. state.code.codes[1];
@@ -129,6 +150,18 @@ def test_bad_rules_name_the_key_path(data: dict[str, Any], expected: list[str]) 
     ("value", "state"),
     [(1, S.RUNNING), (2, S.IDLE), ("2", S.IDLE), (3.0, S.FAULT), (" 3 ", S.FAULT), (9, S.OFFLINE),
      ("x", S.OFFLINE), (None, None), (2.5, None), (float("nan"), None)],
+    ids=[
+        "1-running",
+        "2-idle",
+        "text-2-idle",
+        "float-3-fault",
+        "padded-text-3-fault",
+        "unmapped-9-offline",
+        "text-x-offline",
+        "none-unknown",
+        "fraction-unknown",
+        "nan-unknown",
+    ],
 )  # fmt: skip
 def test_code_rule(value: object, state: MachineState | None) -> None:
     assert derive_state(rules().state, {"st": value}, None) == state
@@ -268,6 +301,17 @@ REASONS = {
         (S.STARVED, {"stop_code": 9}, None, DowntimeCategory.UNPLANNED),  # unmapped: ignored
         (S.IDLE, {}, None, DowntimeCategory.PLANNED),  # state category overridden
         (S.RUNNING, {"fault_code": 12}, None, None),  # running has no reason
+    ],
+    ids=[
+        "fault-code-first",
+        "fault-code-as-text",
+        "unmapped-fault-code-raw",
+        "stop-code-without-fault-code",
+        "fault-code-only-in-fault",
+        "planned-stop-break",
+        "unmapped-stop-code-ignored",
+        "idle-category-overridden",
+        "running-has-no-reason",
     ],
 )
 def test_reasons_and_categories(

@@ -171,6 +171,17 @@ def test_counter_totals_survive_restore_across_a_rollover() -> None:
         ),
         ({}, [(0, "open"), (1, None), (2, float("inf")), (3, 7)], [(3, 7.0)]),
     ],
+    ids=[
+        "every-change",
+        "deadband-abs",
+        "deadband-pct",
+        "deadband-abs-and-pct",
+        "min-interval",
+        "move-back-cancels-pending",
+        "tick-sends-pending",
+        "max-interval-resends",
+        "non-numbers-skipped",
+    ],
 )
 def test_telemetry(
     spec: dict[str, Any], reads: list[Any], expected: list[tuple[float, float]]

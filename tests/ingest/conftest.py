@@ -12,13 +12,7 @@ from ingest.service import IngestService
 from ingest.settings import IngestSettings
 from mes.services.broker import BrokerServer
 from tests.fixtures.database import TestDatabase
-from tests.fixtures.tenants import Tenants, seed_two_tenants
 from tests.ingest.helpers import ingest_env
-
-
-@pytest.fixture(scope="module")
-def tenants(database: TestDatabase) -> Tenants:
-    return seed_two_tenants(database.superuser_url)
 
 
 def settings_for(db: TestDatabase, broker: BrokerServer, client_id: str,

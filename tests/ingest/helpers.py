@@ -10,7 +10,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,6 +32,7 @@ from core.wire import (
 from mes.services.broker import BrokerServer
 from tests.fixtures.database import TestDatabase
 from tests.fixtures.tenants import Tenants
+from tests.support.wait import wait_until
 
 BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 
@@ -87,13 +88,13 @@ class Publisher:
                     break
                 time.sleep(0.01)  # in-flight window full: wait, never drop
             sent += 1
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def all_acked() -> bool:
             with self._lock:
-                if self._acked - base >= sent:
-                    return sent
-            time.sleep(0.01)
-        raise TimeoutError(f"only {self._acked - base} of {sent} PUBACKs")
+                return self._acked - base >= sent
+
+        wait_until(all_acked, timeout, f"{sent} PUBACKs", interval=0.01)
+        return sent
 
     def close(self) -> None:
         self.client.disconnect()
@@ -168,16 +169,6 @@ def healthy(port: int) -> bool:
             return r.status == 200
     except OSError:
         return False
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 60, what: str = "condition",
-               interval: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
 def count_rows(db: TestDatabase, table: str, where: str = "true", params: tuple = ()) -> int:

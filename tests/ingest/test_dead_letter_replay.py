@@ -18,8 +18,8 @@ from tests.ingest.helpers import (
     count_rows,
     gateway_topic,
     state_message,
-    wait_until,
 )
+from tests.support.wait import wait_until
 
 
 def _mes(db: TestDatabase, *args: str) -> subprocess.CompletedProcess[str]:

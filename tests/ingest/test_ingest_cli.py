@@ -9,7 +9,8 @@ from pathlib import Path
 from mes.services.broker import BrokerServer
 from mes.services.ports import free_port
 from tests.fixtures.database import TestDatabase
-from tests.ingest.helpers import IngestProcess, healthy, ingest_env, wait_until
+from tests.ingest.helpers import IngestProcess, healthy, ingest_env
+from tests.support.wait import wait_until
 
 
 def test_status_and_log_options_override_the_settings(database: TestDatabase,

@@ -28,8 +28,8 @@ from tests.ingest.helpers import (
     ingest_env,
     state_message,
     wait_subscribed,
-    wait_until,
 )
+from tests.support.wait import wait_until
 
 
 def _messages(tenants: Tenants, first_seq: int, n: int, records: int,

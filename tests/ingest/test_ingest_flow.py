@@ -27,8 +27,8 @@ from tests.ingest.helpers import (
     counter_message,
     gateway_topic,
     state_message,
-    wait_until,
 )
+from tests.support.wait import wait_until
 
 
 def test_messages_land_once_and_replays_write_nothing(database: TestDatabase, tenants: Tenants,

@@ -38,8 +38,8 @@ from tests.ingest.helpers import (
     healthy,
     ingest_env,
     state_message,
-    wait_until,
 )
+from tests.support.wait import wait_until
 
 INGEST_USER, INGEST_PASSWORD = "ingest", "ingest-s3cret"
 GATEWAY_USER, GATEWAY_PASSWORD = "gw-a1", "gw-s3cret"

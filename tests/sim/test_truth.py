@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from mes.sim.handle import SimulatorHandle
 from mes.sim.layout import machine_code
 from mes.sim.model import Cycle, Plant, StateChange
 from mes.sim.truth import Truth
+from tests.support.wait import wait_until
 
 STOP_STATES = {s.value for s in MachineState} - {"running", "offline"}
 # Fast enough that one round of the stop deck (about 300 machine seconds) takes a few seconds.
@@ -24,10 +24,8 @@ def run_until(config: SimConfig, sim_t: float) -> Truth:
     """Run until the model reached `sim_t` machine seconds, however slow this machine is."""
     assert config.truth is not None
     with SimulatorHandle(config) as sim:
-        deadline = time.monotonic() + 60
-        while sim.command("status")["sim_t"] < sim_t:
-            assert time.monotonic() < deadline, "the simulator made no progress"
-            time.sleep(0.1)
+        wait_until(lambda: sim.command("status")["sim_t"] >= sim_t, 60,
+                   f"the simulator to reach {sim_t} machine seconds", interval=0.1)
     return Truth.load(config.truth)
 
 
