@@ -51,7 +51,7 @@ def _apply_organization(sessions: sessionmaker[Session], wanted: OrganizationEnt
     try:
         with unit_of_work(sessions, Tenant(org_id)) as session:
             state = read_state(session)
-            plan = plan_organization(wanted, state, prune=prune)
+            plan = plan_organization(wanted, org_id, state, prune=prune)
             if not dry_run:
                 _execute(session, org_id, state, plan)
     except IntegrityError as e:
@@ -115,9 +115,7 @@ def export_registry(sessions: sessionmaker[Session], codes: list[str]) -> Regist
         if org_id is None:
             raise UserFacingError(f"no organization {code!r} is registered")
         with unit_of_work(sessions, Tenant(org_id)) as session:
-            entry = read_state(session).as_entry()
-        assert entry is not None  # the lookup just found it
-        organizations.append(entry)
+            organizations.append(read_state(session).as_entry())
     return Registry(organizations=organizations)
 
 

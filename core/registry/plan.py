@@ -10,6 +10,7 @@ entity listed again is reactivated by the ordinary update of `active`.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -43,6 +44,7 @@ class OrganizationPlan:
     """The changes for one organization, in the order they must be made."""
 
     code: str
+    organization_id: uuid.UUID
     changes: list[Change] = field(default_factory=list)
     unlisted: list[str] = field(default_factory=list)  # "machine m009": kept, not pruned
 
@@ -66,10 +68,11 @@ def _created(entry: Any, skip: tuple[str, ...] = ()) -> dict[str, tuple[Any, Any
             if name not in skip}
 
 
-def plan_organization(wanted: OrganizationEntry, state: OrganizationState,
-                      *, prune: bool) -> OrganizationPlan:
-    """Diff the file's organization against the database's."""
-    plan = OrganizationPlan(wanted.code)
+def plan_organization(wanted: OrganizationEntry, organization_id: uuid.UUID,
+                      state: OrganizationState, *, prune: bool) -> OrganizationPlan:
+    """Diff the file's organization against the database's (`organization_id` is the
+    organization's id, or the one it will be created with)."""
+    plan = OrganizationPlan(wanted.code, organization_id)
     if state.organization is None:
         plan.changes.append(Change("create", "organization", wanted.code,
                                    {"name": (None, wanted.name)}))

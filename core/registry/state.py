@@ -83,10 +83,10 @@ class OrganizationState:
         codes = {row.id: code for code, row in self.rows["plants"].items()}
         return {key: section.entry_of(row, codes) for key, row in self.rows[section.name].items()}
 
-    def as_entry(self) -> OrganizationEntry | None:
+    def as_entry(self) -> OrganizationEntry:
         """The whole organization as the file would hold it, entries sorted by key."""
         if self.organization is None:
-            return None
+            raise LookupError("no organization is visible under this tenant context")
         return OrganizationEntry(
             code=self.organization.code,
             name=self.organization.name,
