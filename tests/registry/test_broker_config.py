@@ -9,7 +9,6 @@ import base64
 import logging
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -41,12 +40,10 @@ def test_hash_is_what_mosquitto_passwd_writes(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def out_dir() -> Iterator[Path]:
-    """A folder mosquitto can read after it drops root for its own user (tmp_path is 0700)."""
-    path = Path(tempfile.mkdtemp(prefix="mes-broker-config-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path)
+def out_dir(tmp_path: Path) -> Path:
+    """Where broker-config writes; the private broker reads it as the same user (BrokerServer
+    keeps mosquitto from dropping root to an account that could not)."""
+    return tmp_path / "broker"
 
 
 @pytest.fixture
