@@ -17,6 +17,8 @@ from core.errors import UserFacingError
 
 COMMANDS = [
     "mes.db_cli",
+    "mes.registry_cli",
+    "mes.token_cli",
     "mes.demo",
     "ingest.cli",
     "mes.sim.cli",

@@ -1,6 +1,7 @@
 """The demo organization: ACME with a North plant (its machines are the simulator's, read by
-gateway gw-north) and a South plant (a gateway and machines that stay quiet), seeded through
-the application role under the tenant context, like any provisioning would be."""
+gateway gw-north) and a South plant (a gateway and machines that stay quiet), from the registry
+file config/registry/demo.yaml, applied through the application role by the same code as
+`mes registry apply`."""
 
 from __future__ import annotations
 
@@ -8,18 +9,19 @@ import uuid
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import make_engine, make_sessions
 from core.errors import UserFacingError
 from core.models import Gateway, Machine, Organization, Plant, User
+from core.registry.apply import apply_registry, lookup_organization
+from core.registry.model import MachineEntry, Registry, load_registry
 from core.tenancy import Tenant, unit_of_work
+from mes.services.broker import PROJECT_ROOT
 from mes.sim.layout import machine_code
 
+DEMO_REGISTRY = PROJECT_ROOT / "config" / "registry" / "demo.yaml"
 DEMO_ORG = "acme"
 LIVE_PLANT = "north"  # the plant whose gateway reads the simulator
-DEMO_PLANTS = {"north": "North plant", "south": "South plant"}
 
 
 @dataclass
@@ -32,52 +34,42 @@ class DemoTenant:
     machines: dict[str, list[str]] = field(default_factory=dict)  # plant code -> machine codes
 
 
+def demo_registry(live_machines: int = 4) -> Registry:
+    """The demo registry file, the live plant's machines being the simulator's first ones."""
+    registry = load_registry(DEMO_REGISTRY)
+    [org] = registry.organizations
+    listed = {m.code: m for m in org.machines if m.plant == LIVE_PLANT}
+    live = [listed.get(code) or MachineEntry(code=code, name=f"Simulated machine {i + 1}",
+                                             kind="press", plant=LIVE_PLANT)
+            for i, code in enumerate(machine_code(i) for i in range(live_machines))]
+    machines = live + [m for m in org.machines if m.plant != LIVE_PLANT]
+    return Registry(organizations=[org.model_copy(update={"machines": machines})])
+
+
 def seed_demo(app_url: str, live_machines: int = 4) -> DemoTenant:
-    """Create the demo organization; the live plant gets the simulator's first machines."""
+    """Apply the demo registry to a database that does not hold the demo organization yet."""
     engine = make_engine(app_url, pool_size=1, max_overflow=0)
-    demo = DemoTenant(organization_id=uuid.uuid4())
-    codes = {"north": [machine_code(i) for i in range(live_machines)],
-             "south": ["s001", "s002"]}
+    sessions = make_sessions(engine)
+    registry = demo_registry(live_machines)
     try:
-        _seed(make_sessions(engine), demo, codes)
-    except IntegrityError as e:
-        if "organizations_code_key" in str(e):
+        if lookup_organization(sessions, DEMO_ORG) is not None:
             raise UserFacingError(
                 f"this database already holds an organization {DEMO_ORG!r}: run the demo on a "
                 "fresh database (unset database.url to use a private one)"
-            ) from None
-        raise
+            )
+        [plan] = apply_registry(sessions, registry)
+        org_id = plan.organization_id
+        with unit_of_work(sessions, Tenant(org_id)) as s:
+            plant_ids = {code: pid for code, pid in s.execute(select(Plant.code, Plant.id))}
     finally:
         engine.dispose()
+    [org] = registry.organizations
+    demo = DemoTenant(organization_id=org_id)
+    for plant in org.plants:
+        demo.plants[plant.code] = plant_ids[plant.code]
+        demo.gateways[plant.code] = next(g.code for g in org.gateways if g.plant == plant.code)
+        demo.machines[plant.code] = [m.code for m in org.machines if m.plant == plant.code]
     return demo
-
-
-def _seed(sessions: sessionmaker[Session], demo: DemoTenant,
-          codes: dict[str, list[str]]) -> None:
-    org_id = demo.organization_id
-    with unit_of_work(sessions, Tenant(org_id)) as s:
-        s.add(Organization(id=org_id, code=DEMO_ORG, name="ACME Manufacturing"))
-        s.flush()
-        admin = User(organization_id=org_id, email="admin@acme.example",
-                     display_name="Ada Admin", role="admin")
-        s.add(admin)
-        s.flush()
-    with unit_of_work(sessions, Tenant(org_id, user_id=admin.id)) as s:
-        for code, name in DEMO_PLANTS.items():
-            plant = Plant(organization_id=org_id, code=code, name=name)
-            s.add(plant)
-            s.flush()
-            demo.plants[code] = plant.id
-            s.add(User(organization_id=org_id, plant_id=plant.id,
-                       email=f"tech.{code}@acme.example",
-                       display_name=f"{name} technician", role="technician"))
-            demo.gateways[code] = f"gw-{code}"
-            s.add(Gateway(organization_id=org_id, plant_id=plant.id, code=f"gw-{code}",
-                          name=f"{name} gateway"))
-            demo.machines[code] = codes[code]
-            for i, mcode in enumerate(codes[code], start=1):
-                s.add(Machine(organization_id=org_id, plant_id=plant.id, code=mcode,
-                              name=f"{name} machine {i}", kind="press"))
 
 
 def describe_tenant(app_url: str, organization_id: uuid.UUID) -> str:

@@ -1,5 +1,6 @@
 """The one SQLAlchemy model set: importing this package registers every table on one MetaData."""
 
+from core.models.access import ApiToken, BrokerCredential
 from core.models.base import Base
 from core.models.dead_letter import DeadLetter
 from core.models.machine import Gateway, Machine
@@ -17,7 +18,9 @@ from core.models.timeseries import (
 from core.models.user import User
 
 __all__ = [
+    "ApiToken",
     "Base",
+    "BrokerCredential",
     "DeadLetter",
     "DowntimeEvent",
     "Gateway",

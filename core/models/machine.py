@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -21,6 +23,7 @@ class Machine(TenantEntity, Base):
     code: Mapped[str] = mapped_column(Text)
     name: Mapped[str] = mapped_column(Text)
     kind: Mapped[str | None] = mapped_column(Text)
+    tags: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     is_active: Mapped[bool] = mapped_column(server_default=text("true"))
 
 

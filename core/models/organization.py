@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import ForeignKey, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.models.base import NEW_UUID, SCHEMA, TENANT_USER, Audited, Base, same_org_fk
@@ -45,3 +45,4 @@ class Plant(Audited, Base):
     code: Mapped[str] = mapped_column(Text)
     name: Mapped[str] = mapped_column(Text)
     timezone: Mapped[str] = mapped_column(Text, server_default="UTC")
+    is_active: Mapped[bool] = mapped_column(server_default=text("true"))

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from sqlalchemy import Text, UniqueConstraint, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.models.base import Base, TenantEntity, tenant_table_args
 
 
 class User(TenantEntity, Base):
-    """A person of an organization, optionally tied to a home plant (`plant_id`)."""
+    """A person of an organization with one or more ROLES, scoped to one plant (`plant_id`) or,
+    when that is NULL, to the whole organization (sql/0007)."""
 
     __tablename__ = "users"
     __table_args__ = (
@@ -20,5 +22,9 @@ class User(TenantEntity, Base):
 
     email: Mapped[str] = mapped_column(Text)
     display_name: Mapped[str] = mapped_column(Text)
-    role: Mapped[str] = mapped_column(Text, server_default="operator")
+    roles: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("ARRAY['viewer']"))
     is_active: Mapped[bool] = mapped_column(server_default=text("true"))
+
+
+ROLES = ("viewer", "operator", "quality", "maintenance", "plant_admin", "org_admin")
+"""Every role a user may hold, least to most (the CHECK of sql/0007 lists the same)."""
