@@ -49,14 +49,14 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from core.wire import Kind, MachineState, Record
+from edge_agent.delivery.outbox import KIND_OF, Outbox
+from edge_agent.delivery.publisher import Publisher
+from edge_agent.derivation.state import MachineTracker
 from edge_agent.drivers.base import Driver, TagReading, Value, make_driver
-from edge_agent.drivers.opcua import OpcUaDriver
-from edge_agent.drivers.opcua_config import AcquisitionMode, OpcUaTag
+from edge_agent.drivers.opcua.config import AcquisitionMode, OpcUaTag
+from edge_agent.drivers.opcua.driver import OpcUaDriver
 from edge_agent.drivers.runtime import now, sleep_or_stop
 from edge_agent.metrics import AgentCollector
-from edge_agent.outbox import KIND_OF, Outbox
-from edge_agent.publisher import Publisher
-from edge_agent.state import MachineTracker
 from edge_agent.tagmap import AgentConfig, MachineConfig
 
 log = logging.getLogger(__name__)

@@ -34,8 +34,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from core.wire import MachineState
-from edge_agent.outbox import RECORD_KINDS
-from edge_agent.publisher import ConnectionState
+from edge_agent.delivery.outbox import RECORD_KINDS
+from edge_agent.delivery.publisher import ConnectionState
 
 if TYPE_CHECKING:
     from edge_agent.agent import EdgeAgent

@@ -33,12 +33,12 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from core.config_errors import ConfigError, describe, key_path
 from core.wire import CODE_PATTERN
+from edge_agent.delivery.settings import BrokerConfig, OutboxConfig
+from edge_agent.derivation.rules import MachineRules
 from edge_agent.drivers.base import BoundTag, DeviceConfig
-from edge_agent.drivers.modbus_config import ModbusDevice, ModbusTag, ModbusType
-from edge_agent.drivers.modbus_plan import PlanError, plan_reads
-from edge_agent.drivers.opcua_config import OpcUaDevice, OpcUaTag
-from edge_agent.publish_config import BrokerConfig, OutboxConfig
-from edge_agent.rules import MachineRules
+from edge_agent.drivers.modbus.config import ModbusDevice, ModbusTag, ModbusType
+from edge_agent.drivers.modbus.plan import PlanError, plan_reads
+from edge_agent.drivers.opcua.config import OpcUaDevice, OpcUaTag
 
 TagConfig = ModbusTag | OpcUaTag
 _TAGS_BY_PROTOCOL = {

@@ -16,8 +16,8 @@ from typing import Annotated, Protocol
 
 from pydantic import Field
 
-from edge_agent.drivers.modbus_config import ModbusDevice, ModbusTag
-from edge_agent.drivers.opcua_config import OpcUaDevice, OpcUaTag
+from edge_agent.drivers.modbus.config import ModbusDevice, ModbusTag
+from edge_agent.drivers.opcua.config import OpcUaDevice, OpcUaTag
 
 DeviceConfig = Annotated[ModbusDevice | OpcUaDevice, Field(discriminator="protocol")]
 TagAddress = ModbusTag | OpcUaTag
@@ -86,9 +86,9 @@ class Driver(Protocol):
 def make_driver(device: ModbusDevice | OpcUaDevice, tags: list[BoundTag]) -> Driver:
     """The driver for `device` reading `tags` (their addresses must be of the device's protocol)."""
     if isinstance(device, ModbusDevice):
-        from edge_agent.drivers.modbus import ModbusDriver
+        from edge_agent.drivers.modbus.driver import ModbusDriver
 
         return ModbusDriver(device, tags)
-    from edge_agent.drivers.opcua import OpcUaDriver
+    from edge_agent.drivers.opcua.driver import OpcUaDriver
 
     return OpcUaDriver(device, tags)

@@ -25,7 +25,7 @@ from asyncua.crypto import security_policies
 from cryptography import x509
 
 from edge_agent.drivers.base import BoundTag, DriverHealth, TagReading, Value
-from edge_agent.drivers.opcua_config import (
+from edge_agent.drivers.opcua.config import (
     AcquisitionMode,
     ExpectedType,
     OpcUaDevice,

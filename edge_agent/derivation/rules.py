@@ -1,7 +1,7 @@
 """A machine's state rules: how raw tag values become a canonical state, reasons and counters.
 
 Pure configuration, no I/O. One typed model owns every default (`MachineRules` and its parts);
-`edge_agent.state.MachineTracker` applies them. In a tag map they sit under a machine:
+`edge_agent.derivation.state.MachineTracker` applies them. In a tag map they sit under a machine:
 
 ```yaml
 state:                       # one of four kinds, chosen by `kind`

@@ -21,9 +21,9 @@ from pymodbus.exceptions import ModbusException
 from pymodbus.pdu import ModbusPDU
 
 from edge_agent.drivers.base import BoundTag, DriverHealth, TagReading
-from edge_agent.drivers.modbus_codec import decode
-from edge_agent.drivers.modbus_config import ModbusDevice, ModbusTable, ModbusTag
-from edge_agent.drivers.modbus_plan import ReadRequest, plan_reads
+from edge_agent.drivers.modbus.codec import decode
+from edge_agent.drivers.modbus.config import ModbusDevice, ModbusTable, ModbusTag
+from edge_agent.drivers.modbus.plan import ReadRequest, plan_reads
 from edge_agent.drivers.runtime import (
     Backoff,
     HealthTracker,

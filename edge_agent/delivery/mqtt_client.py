@@ -12,7 +12,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from core.mqtt import apply_tls
 from core.wire import GatewayStatus, Kind, Topic, encode
-from edge_agent.publish_config import BrokerConfig, MqttProtocol
+from edge_agent.delivery.settings import BrokerConfig, MqttProtocol
 
 log = logging.getLogger(__name__)
 

@@ -41,9 +41,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
 from core.wire import GatewayStatus, Kind, Topic, encode
-from edge_agent.mqtt_client import build_client
-from edge_agent.outbox import RECORD_KINDS, Outbox, StoredMessage
-from edge_agent.publish_config import BrokerConfig, MqttProtocol
+from edge_agent.delivery.mqtt_client import build_client
+from edge_agent.delivery.outbox import RECORD_KINDS, Outbox, StoredMessage
+from edge_agent.delivery.settings import BrokerConfig, MqttProtocol
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""OPC UA: tag and device settings and the driver (subscriptions or polled reads)."""
