@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from itertools import groupby
 
 from pymodbus.client import AsyncModbusTcpClient
@@ -213,6 +213,10 @@ class ModbusDriver:
                 due = time.monotonic() + max(interval, link.backoff.delay())
             if await sleep_or_stop(stop, due - time.monotonic()):
                 return
+
+    def watches(self, machine: str, tags: Collection[str]) -> bool:
+        """Never: Modbus is polled, so silence from a device is no news of its values."""
+        return False
 
     def health(self) -> DriverHealth:
         return combine([link.health.snapshot() for link in self._links])
