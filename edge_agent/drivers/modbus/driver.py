@@ -20,12 +20,12 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.pdu import ModbusPDU
 
+from core.backoff import Backoff
 from edge_agent.drivers.base import BoundTag, DriverHealth, TagReading
 from edge_agent.drivers.modbus.codec import decode
 from edge_agent.drivers.modbus.config import ModbusDevice, ModbusTable, ModbusTag
 from edge_agent.drivers.modbus.plan import ReadRequest, plan_reads
 from edge_agent.drivers.runtime import (
-    Backoff,
     HealthTracker,
     combine,
     deliver,
@@ -70,7 +70,10 @@ class _UnitLink:
         self._failures = 0
         self.bound = [tags[p.index] for r in requests for p in r.tags]
         self.health = HealthTracker()
-        self.backoff = Backoff(min(1.0, device.poll_interval_s), device.backoff_max_s)
+        self.backoff = Backoff(
+            # Backoff needs first <= max; a backoff_max_s below the first step caps it.
+            min(1.0, device.poll_interval_s, device.backoff_max_s), device.backoff_max_s
+        )
 
     async def poll(self) -> tuple[list[TagReading], bool]:
         """Read every request of this unit once; False when the unit could not be reached."""

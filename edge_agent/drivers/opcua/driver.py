@@ -24,6 +24,7 @@ from asyncua.common.subscription import DataChangeEvent, StatusChangeEvent, Subs
 from asyncua.crypto import security_policies
 from cryptography import x509
 
+from core.backoff import Backoff
 from edge_agent.drivers.base import BoundTag, DriverHealth, TagReading, Value
 from edge_agent.drivers.opcua.config import (
     AcquisitionMode,
@@ -34,7 +35,6 @@ from edge_agent.drivers.opcua.config import (
     SecurityPolicy,
 )
 from edge_agent.drivers.runtime import (
-    Backoff,
     HealthTracker,
     deliver,
     failed,
@@ -81,7 +81,7 @@ class OpcUaDriver:
         self._node_ids: dict[str, ua.NodeId] = {}
         self._keys: dict[ua.NodeId, str] = {}
         self._health = HealthTracker()
-        self._backoff = Backoff(1.0, device.backoff_max_s)
+        self._backoff = Backoff(min(1.0, device.backoff_max_s), device.backoff_max_s)
         self._lost: asyncio.Event | None = None
         self._lost_reason = ""
         self._sink: Sink | None = None
