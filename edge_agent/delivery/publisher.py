@@ -43,7 +43,7 @@ from core.backoff import Backoff
 from core.wire import GatewayStatus, Kind, Topic, encode
 from edge_agent.delivery.mqtt_client import build_client
 from edge_agent.delivery.outbox import RECORD_KINDS, Outbox, StoredMessage
-from edge_agent.delivery.settings import BrokerConfig, MqttProtocol
+from edge_agent.delivery.settings import BrokerConfig
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ class Publisher:
     def _connect(self) -> None:
         b = self.broker
         try:
-            if b.protocol is MqttProtocol.MQTT5:
+            if b.v5:
                 self._client.connect(b.host, b.port, b.keepalive_s, clean_start=True)
             else:
                 self._client.connect(b.host, b.port, b.keepalive_s)
