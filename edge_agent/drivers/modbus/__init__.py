@@ -1,4 +1,4 @@
-"""Modbus TCP: tag and device settings, the read planner, register decoding, the driver."""
+"""Modbus TCP: tag and device settings, the read planner and its checks, decoding, the driver."""
 
 from edge_agent.drivers.modbus.checks import device_checks
 from edge_agent.drivers.modbus.config import ModbusDevice, ModbusTag
