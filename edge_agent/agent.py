@@ -17,12 +17,13 @@ neither is kept without the other), and besides every `snapshot_interval_s` whil
 is read, so that a restart judges the gap from a recent last good read. At start every tracker
 continues from its snapshot (`MachineTracker.restore`).
 
-**Quiet subscriptions.** An OPC UA data-change subscription sends nothing while values do not
-change, and silence must not read as a dead PLC. For a machine whose state tags are all
-monitored by a live subscription, the tick confirms the remembered values (an empty read at the
-tick's time) once no notification came for half of `offline_after_s`. Readings must reach a
-tracker in time order, so a reading stamped before such a confirmation (a notification in
-flight while the tick ran) is moved to just after it: a shift of at most a few milliseconds.
+**Quiet subscriptions.** A data-change subscription (OPC UA) sends nothing while values do not
+change, and silence must not read as a dead PLC. For a machine whose state tags its driver
+`watches` (all monitored by a live subscription), the tick confirms the remembered values (an
+empty read at the tick's time) once no notification came for half of `offline_after_s`.
+Readings must reach a tracker in time order, so a reading stamped before such a confirmation (a
+notification in flight while the tick ran) is moved to just after it: a shift of at most a few
+milliseconds.
 
 **Failure.** Drivers reconnect by themselves and report unreadable tags as errors (the tracker
 makes the machine `offline`); the publisher reconnects by itself and the outbox holds the data
@@ -49,14 +50,13 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from core.wire import Kind, MachineState, Record
-from edge_agent.drivers.base import Driver, TagReading, Value, make_driver
-from edge_agent.drivers.opcua import OpcUaDriver
-from edge_agent.drivers.opcua_config import AcquisitionMode, OpcUaTag
+from edge_agent.delivery.outbox import KIND_OF, Outbox
+from edge_agent.delivery.publisher import Publisher
+from edge_agent.derivation.state import MachineTracker
+from edge_agent.drivers.base import Driver, TagReading, Value
+from edge_agent.drivers.registry import make_driver
 from edge_agent.drivers.runtime import now, sleep_or_stop
 from edge_agent.metrics import AgentCollector
-from edge_agent.outbox import KIND_OF, Outbox
-from edge_agent.publisher import Publisher
-from edge_agent.state import MachineTracker
 from edge_agent.tagmap import AgentConfig, MachineConfig
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,8 @@ class _Machine:
 
     config: MachineConfig
     tracker: MachineTracker
-    state_nodes: frozenset[str]  # OPC UA node ids of the state tags (subscribe mode), else empty
+    driver: Driver | None  # None when its device has no tags to read
+    state_tags: frozenset[str]
     last_ts: datetime | None = None  # the last read time handed to the tracker
     saved_at: float = field(default=0.0)  # time.monotonic() of the last snapshot saved
     dirty: bool = False  # read since that snapshot
@@ -180,12 +181,7 @@ class EdgeAgent:
                     "cannot continue from the saved tracker state; starting afresh",
                     extra={"machine": m.code, "error": str(e)},
                 )
-        nodes: frozenset[str] = frozenset()
-        driver = self.drivers.get(m.device)
-        if isinstance(driver, OpcUaDriver) and driver.device.mode is AcquisitionMode.SUBSCRIBE:
-            addresses = [m.tags[t] for t in m.rules.state_tags()]
-            nodes = frozenset(a.node_id for a in addresses if isinstance(a, OpcUaTag))
-        return _Machine(m, tracker, nodes)
+        return _Machine(m, tracker, self.drivers.get(m.device), frozenset(m.rules.state_tags()))
 
     # ------------------------------------------------------------------------------ lifetime
 
@@ -297,17 +293,12 @@ class EdgeAgent:
     def _tick(self) -> None:
         self._last_tick = time.monotonic()
         t = now()
-        live = {
-            name: d.subscribed
-            for name, d in self.drivers.items()
-            if isinstance(d, OpcUaDriver) and d.health().connected
-        }
         records: list[Record] = []
         produced: list[_Machine] = []
         stale: list[_Machine] = []
         for machine in self.machines.values():
             out: list[Record] = []
-            if machine.state_nodes and self._quiet(machine, t, live):
+            if self._quiet(machine, t):
                 out += machine.observe(t, {}, {})
             out += machine.tracker.tick(t)
             if out:
@@ -317,13 +308,14 @@ class EdgeAgent:
                 stale.append(machine)
         self._hand_over(records, produced, stale)
 
-    def _quiet(self, machine: _Machine, t: datetime, live: dict[str, set[str]]) -> bool:
+    def _quiet(self, machine: _Machine, t: datetime) -> bool:
         """A machine on a live subscription that has sent nothing for a while (docstring)."""
-        subscribed = live.get(machine.config.device)
-        if subscribed is None or not machine.state_nodes <= subscribed or machine.last_ts is None:
+        if machine.last_ts is None or machine.driver is None:
             return False
         quiet = timedelta(seconds=machine.config.rules.offline_after_s / 2)
-        return t - machine.last_ts >= quiet
+        return t - machine.last_ts >= quiet and machine.driver.watches(
+            machine.config.code, machine.state_tags
+        )
 
     def _hand_over(
         self, records: list[Record], produced: list[_Machine], stale: Iterable[_Machine] = ()

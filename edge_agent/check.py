@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from edge_agent.drivers.base import Driver, TagReading, make_driver
+from edge_agent.drivers.base import Driver, TagReading
+from edge_agent.drivers.registry import make_driver
 from edge_agent.tagmap import AgentConfig, load_agent_config
 
 

@@ -67,7 +67,7 @@ async def _serve(config: Any, status_host: str, status_port: int | None) -> None
     from core.errors import UserFacingError
     from core.status_server import StatusServer
     from edge_agent.agent import EdgeAgent
-    from edge_agent.outbox import OutboxInUse
+    from edge_agent.delivery.outbox import OutboxInUse
 
     try:
         agent = EdgeAgent(config)

@@ -27,26 +27,39 @@ keep their own counters and this reads them at scrape time.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping
+from typing import Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from core.wire import MachineState
-from edge_agent.outbox import RECORD_KINDS
-from edge_agent.publisher import ConnectionState
-
-if TYPE_CHECKING:
-    from edge_agent.agent import EdgeAgent
+from core.wire import Kind, MachineState
+from edge_agent.delivery.outbox import RECORD_KINDS, Outbox
+from edge_agent.delivery.publisher import ConnectionState, Publisher
+from edge_agent.drivers.base import Driver
 
 _P = "mes_edge_"
+
+
+class MeasuredAgent(Protocol):
+    """What the collector reads from an agent (edge_agent.agent.EdgeAgent honours it)."""
+
+    drivers: Mapping[str, Driver]
+    outbox: Outbox
+    publisher: Publisher
+    values_in: int
+    records_out: Mapping[Kind, int]
+    driver_restarts: int
+
+    def machine_states(self) -> Mapping[str, MachineState | None]:
+        """Each machine's current state (None before its first good read)."""
+        ...
 
 
 class AgentCollector(Collector):
     """Yields the metrics of the table above for one agent."""
 
-    def __init__(self, agent: EdgeAgent) -> None:
+    def __init__(self, agent: MeasuredAgent) -> None:
         self._agent = agent
 
     def collect(self) -> Iterator[Metric]:

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 import tomllib
-from collections import defaultdict
 from collections.abc import Iterator
+from functools import reduce
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     TypeAdapter,
     ValidationError,
@@ -31,25 +30,24 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from core.config_errors import ConfigError, describe, key_path
+from core.config_errors import ConfigError, describe
+from core.config_model import StrictModel
 from core.wire import CODE_PATTERN
-from edge_agent.drivers.base import BoundTag, DeviceConfig
-from edge_agent.drivers.modbus_config import ModbusDevice, ModbusTag, ModbusType
-from edge_agent.drivers.modbus_plan import PlanError, plan_reads
-from edge_agent.drivers.opcua_config import OpcUaDevice, OpcUaTag
-from edge_agent.publish_config import BrokerConfig, OutboxConfig
-from edge_agent.rules import MachineRules
+from edge_agent.delivery.settings import BrokerConfig, OutboxConfig
+from edge_agent.derivation.rules import MachineRules
+from edge_agent.drivers.base import BoundTag
+from edge_agent.drivers.registry import Loc, protocols
 
-TagConfig = ModbusTag | OpcUaTag
-_TAGS_BY_PROTOCOL = {
-    "modbus": TypeAdapter(dict[str, ModbusTag]),
-    "opcua": TypeAdapter(dict[str, OpcUaTag]),
-}
-_DEVICE_MODELS: dict[str, type[ModbusDevice] | type[OpcUaDevice]] = {
-    "modbus": ModbusDevice,
-    "opcua": OpcUaDevice,
-}
-_STRICT = ConfigDict(extra="forbid", frozen=True)
+_PROTOCOLS = protocols()
+# The shapes a device and a tag may take: one per protocol under drivers/ (drivers.registry).
+DeviceConfig = Annotated[
+    reduce(operator.or_, (p.device for p in _PROTOCOLS.values())),
+    Field(discriminator="protocol"),
+]
+TagConfig = reduce(operator.or_, (p.tag for p in _PROTOCOLS.values()))
+_TAGS_BY_PROTOCOL = {name: TypeAdapter(dict[str, p.tag]) for name, p in _PROTOCOLS.items()}
+_DEVICE_MODELS = {name: p.device for name, p in _PROTOCOLS.items()}
+_EXPECTED_PROTOCOL = "expected " + " or ".join(repr(name) for name in _PROTOCOLS)
 # libyaml's loader when PyYAML was built with it: the pure-Python one takes ~12 s for a
 # 10,000-tag map. Both are the safe loader (plain data only).
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -62,20 +60,16 @@ def _located(err: Any, prefix: tuple[str | int, ...]) -> InitErrorDetails:
     )
 
 
-class GatewayIdentity(BaseModel):
+class GatewayIdentity(StrictModel):
     """Who publishes: codes registered in the centre (`[a-z0-9][a-z0-9-]{0,62}`)."""
-
-    model_config = _STRICT
 
     org: str = Field(pattern=CODE_PATTERN)
     plant: str = Field(pattern=CODE_PATTERN)
     gateway: str = Field(pattern=CODE_PATTERN)
 
 
-class MachineConfig(BaseModel):
+class MachineConfig(StrictModel):
     """A machine: the device its tags are read from, the tags, and its state rules."""
-
-    model_config = _STRICT
 
     code: str = Field(min_length=1, max_length=64)
     name: str | None = None
@@ -105,10 +99,8 @@ class MachineConfig(BaseModel):
         return tags
 
 
-class AgentConfig(BaseModel):
+class AgentConfig(StrictModel):
     """The whole tag map of one agent."""
-
-    model_config = _STRICT
 
     gateway: GatewayIdentity
     broker: BrokerConfig
@@ -132,7 +124,7 @@ class AgentConfig(BaseModel):
             )
             model = _DEVICE_MODELS.get(raw) if isinstance(raw, str) else None
             if model is None:
-                expected = PydanticCustomError("protocol", "expected 'modbus' or 'opcua'")
+                expected = PydanticCustomError("protocol", _EXPECTED_PROTOCOL)
                 errors.append(InitErrorDetails(type=expected, loc=(i, "protocol"), input=raw))
                 continue
             try:
@@ -186,15 +178,12 @@ def _device_protocols(obj: Any) -> dict[str, str]:
     out: dict[str, str] = {}
     for d in devices if isinstance(devices, list) else []:
         if isinstance(d, dict) and isinstance(d.get("name"), str) and d.get("protocol") in (
-            "modbus", "opcua"
+            _PROTOCOLS
         ):  # fmt: skip
             out.setdefault(d["name"], d["protocol"])
-        elif isinstance(d, ModbusDevice | OpcUaDevice):
+        elif isinstance(d, tuple(_DEVICE_MODELS.values())):
             out.setdefault(d.name, d.protocol)
     return out
-
-
-Loc = tuple[str | int, ...]
 
 
 def _reference_problems(config: AgentConfig) -> Iterator[tuple[Loc, str]]:
@@ -226,45 +215,22 @@ def _reference_problems(config: AgentConfig) -> Iterator[tuple[Loc, str]]:
                 (f"tag {tag!r} is used by the rules but not defined in machines[{i}].tags"),
             )
     for device in config.devices:
-        if isinstance(device, ModbusDevice):
-            yield from _modbus_problems(config, device)
+        yield from _device_problems(config, device)
 
 
-def _modbus_problems(config: AgentConfig, device: ModbusDevice) -> Iterator[tuple[Loc, str]]:
-    """Tags the device cannot read in one request, and overlaps that cannot both be right."""
-    where: list[Loc] = []
-    tags: list[ModbusTag] = []
-    for i, m in enumerate(config.machines):
-        if m.device != device.name:
-            continue
-        for name, t in m.tags.items():
-            if isinstance(t, ModbusTag):
-                where.append(("machines", i, "tags", name))
-                tags.append(t)
-    try:
-        plan_reads(device, tags)
-    except PlanError as e:
-        yield where[e.index], f"{e} (device {device.name!r})"
-    groups: dict[tuple[int, str], list[int]] = defaultdict(list)
-    for k, t in enumerate(tags):
-        groups[(t.unit_id if t.unit_id is not None else device.unit_id, t.table)].append(k)
-    for (unit, table), members in groups.items():
-        members.sort(key=lambda k: tags[k].address)
-        widest = members[0]  # the tag reaching furthest so far
-        for b in members[1:]:
-            ta, tb = tags[widest], tags[b]
-            overlap = tb.address < ta.address + ta.count
-            shared_word = ModbusType.BIT in (ta.type, tb.type) or ta == tb
-            if overlap and not shared_word:
-                yield (
-                    where[b] + ("address",),
-                    (
-                        f"{table} {tb.address} (unit {unit}) overlaps {key_path(where[widest])} "
-                        f"({ta.type.value} at {ta.address}); only 'bit' tags may share a register"
-                    ),
-                )
-            if tb.address + tb.count > ta.address + ta.count:
-                widest = b
+def _device_problems(config: AgentConfig, device: Any) -> Iterator[tuple[Loc, str]]:
+    """What the device's protocol finds wrong across its tags (drivers.registry)."""
+    spec = _PROTOCOLS[device.protocol]
+    if spec.device_checks is None:
+        return
+    placed = [
+        (("machines", i, "tags", name), t)
+        for i, m in enumerate(config.machines)
+        if m.device == device.name
+        for name, t in m.tags.items()
+        if isinstance(t, spec.tag)
+    ]
+    yield from spec.device_checks(device, placed)
 
 
 def load_agent_config(path: str | Path) -> AgentConfig:

@@ -19,12 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from core.mqtt import apply_tls
+from core.mqtt import build_client
 from ingest.settings import MqttSubscriberSettings
 
 log = logging.getLogger(__name__)
@@ -48,22 +47,15 @@ class Consumer:
     def __init__(self, settings: MqttSubscriberSettings, out: queue.Queue[Received]) -> None:
         self._settings = settings
         self._out = out
-        self._v5 = settings.protocol == "mqtt5"
-        protocol = mqtt.MQTTv5 if self._v5 else mqtt.MQTTv311
+        self._v5 = settings.v5
         self._lock = threading.Lock()
         self.epoch = 0
         self.connected = threading.Event()
         self.subscribed = threading.Event()  # the broker acknowledged the subscription
         self._closed = threading.Event()
         self.on_connection_change: list[Any] = []
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=settings.client_id, protocol=protocol,
-            clean_session=None if self._v5 else False, manual_ack=True,
-        )
-        if settings.username is not None:
-            client.username_pw_set(settings.username, settings.password.get_secret_value()
-                                   if settings.password else None)
-        apply_tls(client, settings.tls, section="mqtt", host=settings.host)
+        client = build_client(settings, client_id=settings.client_id, section="mqtt",
+                              persistent_session=True, manual_ack=True)
         client.reconnect_delay_set(max(1, int(settings.reconnect_min_s)),
                                    max(1, int(settings.reconnect_max_s)))
         client.on_connect = self._on_connect

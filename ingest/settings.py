@@ -6,40 +6,31 @@ Environment: `MES_MQTT__HOST`, `MES_INGEST__BATCH_ROWS`, ...; file: `[mqtt]`, `[
 from __future__ import annotations
 
 import socket
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import Field, model_validator
 
 from core.config_model import StrictModel
-from core.mqtt import TlsConfig
+from core.mqtt import MqttConnection
 from core.settings import Settings
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class MqttSubscriberSettings(_Section):
-    """How the ingest subscribes.
+class MqttSubscriberSettings(MqttConnection):
+    """How the ingest subscribes: the connection (core.mqtt) and the subscription.
 
     A persistent session (clean start off, `session_expiry_s`) makes the broker keep QoS 1
     messages while the ingest is down; `client_id` must therefore be stable per process and
     unique among ingest processes. `receive_maximum` bounds the messages the broker sends
     before they are acknowledged, and so the memory in flight (with `ingest.max_payload_bytes`).
+    MQTT 5 (the default) is needed for receive maximum, session expiry and retain handling;
+    with 3.1.1 set share_group to "" too.
     """
 
-    host: str = "127.0.0.1"
+    host: str = Field(default="127.0.0.1", min_length=1)
     port: int = Field(default=1883, ge=1, le=65535)
-    # MQTT 5 by default: receive maximum (the bound on memory in flight), session expiry and
-    # retain handling need it. 3.1.1 only for a broker without MQTT 5 (no shared subscriptions
-    # there either: set share_group to "").
-    protocol: Literal["mqtt5", "mqtt311"] = "mqtt5"
     client_id: str = Field(default_factory=lambda: f"mes-ingest-{socket.gethostname()}",
                            min_length=1, max_length=128)
-    username: str | None = None
-    password: SecretStr | None = None
-    tls: TlsConfig = Field(default_factory=TlsConfig)
-    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    reconnect_min_s: float = Field(default=0.5, gt=0)
+    reconnect_max_s: float = Field(default=30.0, gt=0)
     session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0)
     # Empty (the default): a plain subscription, for one ingest process. Set a group to split
     # the load over several processes, knowing mosquitto 2.0's limit (measured here): after a
@@ -48,8 +39,6 @@ class MqttSubscriberSettings(_Section):
     share_group: str = Field(default="", pattern=r"^[A-Za-z0-9_-]*$")
     topic_filter: str = "mes/v1/+/+/+/+"
     receive_maximum: int = Field(default=1000, ge=1, le=65535)
-    reconnect_min_s: float = Field(default=0.5, gt=0)
-    reconnect_max_s: float = Field(default=30.0, gt=0)
 
     @property
     def subscription(self) -> str:
@@ -57,12 +46,6 @@ class MqttSubscriberSettings(_Section):
         if self.share_group:
             return f"$share/{self.share_group}/{self.topic_filter}"
         return self.topic_filter
-
-    @model_validator(mode="after")
-    def _consistent(self) -> MqttSubscriberSettings:
-        if self.password is not None and self.username is None:
-            raise ValueError("password given without username")
-        return self
 
 
 class IngestOptions(StrictModel):

@@ -11,8 +11,8 @@ import importlib
 from typing import Any
 
 BENCHES = [
-    "edge_agent.bench",
-    "ingest.bench",
+    "mes.bench.edge",
+    "mes.bench.ingest",
 ]
 
 

@@ -14,9 +14,9 @@ from core.db import make_engine, make_sessions
 from core.errors import UserFacingError
 from core.registry.apply import apply_registry, export_registry
 from core.registry.broker import broker_config, write_broker_files
-from core.registry.from_tagmap import registry_from_tagmaps
 from core.registry.model import dump_registry, load_registry
 from core.settings import load_settings
+from mes.registry_from_tagmap import registry_from_tagmaps
 
 
 def register(sub: argparse._SubParsersAction) -> None:

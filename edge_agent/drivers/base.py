@@ -1,4 +1,4 @@
-"""The one interface every PLC driver honours, and the factory that picks a driver per device.
+"""The one interface every PLC driver honours, and the readings and health it reports.
 
 A driver owns one device's connection. `read_once` reads every tag once (for `mes edge check`
 and polling); `run` acquires values until `stop` is set, handling connection loss itself and
@@ -9,18 +9,13 @@ machine `offline`. Drivers never raise out of `run` except on cancellation.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Protocol
+from typing import Protocol
 
-from pydantic import Field
+from core.config_model import StrictModel
 
-from edge_agent.drivers.modbus_config import ModbusDevice, ModbusTag
-from edge_agent.drivers.opcua_config import OpcUaDevice, OpcUaTag
-
-DeviceConfig = Annotated[ModbusDevice | OpcUaDevice, Field(discriminator="protocol")]
-TagAddress = ModbusTag | OpcUaTag
 Value = bool | int | float | str | None
 
 
@@ -37,11 +32,15 @@ class TagReading:
 
 @dataclass(frozen=True, slots=True)
 class BoundTag:
-    """A tag of a machine bound to its address on the machine's device."""
+    """A tag of a machine bound to its address on the machine's device.
+
+    `address` is the tag's settings in the tag model of the device's protocol
+    (drivers.registry); each driver refuses addresses of another protocol.
+    """
 
     machine: str
     tag: str
-    address: TagAddress
+    address: StrictModel
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,17 +77,12 @@ class Driver(Protocol):
         """Current connection state and counters."""
         ...
 
+    def watches(self, machine: str, tags: Collection[str]) -> bool:
+        """True when a live subscription watches every one of `tags` of `machine` right now, so
+        that silence from them means their values did not change (not that the PLC is gone)."""
+        ...
+
     async def close(self) -> None:
         """Release the connection; the driver may connect again later."""
         ...
 
-
-def make_driver(device: ModbusDevice | OpcUaDevice, tags: list[BoundTag]) -> Driver:
-    """The driver for `device` reading `tags` (their addresses must be of the device's protocol)."""
-    if isinstance(device, ModbusDevice):
-        from edge_agent.drivers.modbus import ModbusDriver
-
-        return ModbusDriver(device, tags)
-    from edge_agent.drivers.opcua import OpcUaDriver
-
-    return OpcUaDriver(device, tags)

@@ -1,10 +1,9 @@
-"""What both drivers share at run time: health counters, reconnect backoff, readings in bulk."""
+"""What every driver shares at run time: the clock, health counters, waiting, readings in bulk."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
@@ -79,24 +78,6 @@ def combine(parts: list[DriverHealth]) -> DriverHealth:
         requests=sum(p.requests for p in parts),
         last_latency_s=max(latencies) if latencies else None,
     )
-
-
-class Backoff:
-    """Capped exponential backoff with jitter, reset by a success."""
-
-    def __init__(self, first_s: float, max_s: float) -> None:
-        self._first = first_s
-        self._max = max_s
-        self._next = first_s
-
-    def reset(self) -> None:
-        self._next = self._first
-
-    def delay(self) -> float:
-        """The next wait: uniform in [first/2, current], current doubling up to the cap."""
-        current = self._next
-        self._next = min(self._next * 2, self._max)
-        return random.uniform(min(self._first / 2, current), current)
 
 
 async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:

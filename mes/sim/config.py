@@ -5,8 +5,9 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from core.config_model import StrictModel
 from mes.services.ports import LOOPBACK, free_port
 from mes.sim.layout import MAX_MODBUS_MACHINES
 
@@ -23,10 +24,8 @@ class Assignment(StrEnum):
     SPLIT = "split"  # the first half on Modbus, the rest on OPC UA (as `mes bench edge` needs)
 
 
-class SimConfig(BaseModel):
+class SimConfig(StrictModel):
     """What to simulate and where to serve it. Ports left unset get free loopback ports."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     machines: int = Field(default=4, ge=1, le=1000)
     seed: int = 1

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import yaml
 
-from edge_agent.rules import PACKML_STATES, PackMLState
+from edge_agent.derivation.rules import PACKML_STATES, PackMLState
 from mes.sim.config import Protocol, SimConfig
 from mes.sim.layout import (
     BASE_TAGS,

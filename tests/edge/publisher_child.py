@@ -16,9 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-from edge_agent.outbox import Outbox
-from edge_agent.publish_config import BrokerConfig, MqttProtocol, OutboxConfig
-from edge_agent.publisher import Publisher
+from core.mqtt import MqttProtocol
+from edge_agent.delivery.outbox import Outbox
+from edge_agent.delivery.publisher import Publisher
+from edge_agent.delivery.settings import BrokerConfig, OutboxConfig
 from mes.services.ports import LOOPBACK
 from tests.edge.mqtt_helpers import GATEWAY, ORG, PLANT, counter
 

@@ -8,9 +8,9 @@ import pytest
 from pydantic import ValidationError
 
 from core.wire import DowntimeRecord, MachineState, StateRecord
-from edge_agent.derive import derive_state, expand
-from edge_agent.rules import MachineRules
-from edge_agent.state import MachineTracker
+from edge_agent.derivation.derive import derive_state, expand
+from edge_agent.derivation.rules import MachineRules
+from edge_agent.derivation.state import MachineTracker
 
 PACKML_REFINED = {
     "kind": "preset",

@@ -23,7 +23,7 @@ import msgspec
 import pytest
 
 from core.wire import CounterRecord, DowntimeRecord, Kind, StateRecord
-from edge_agent.outbox import RECORD_TYPES
+from edge_agent.delivery.outbox import RECORD_TYPES
 from mes.services.broker import PROJECT_ROOT, BrokerServer
 from mes.services.ports import free_port
 from mes.sim.handle import SimulatorHandle

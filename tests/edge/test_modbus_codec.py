@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from edge_agent.drivers.modbus_codec import decode
-from edge_agent.drivers.modbus_config import ByteOrder, ModbusTag, ModbusType, WordOrder
+from edge_agent.drivers.modbus.codec import decode
+from edge_agent.drivers.modbus.config import ByteOrder, ModbusTag, ModbusType, WordOrder
 
 GOLDEN = yaml.safe_load((Path(__file__).parent / "golden" / "modbus_decode.yaml").read_text())
 

@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from edge_agent.drivers.base import BoundTag, make_driver
-from edge_agent.drivers.modbus import ModbusDriver
-from edge_agent.drivers.modbus_config import ModbusDevice, ModbusTag
+from edge_agent.drivers.base import BoundTag
+from edge_agent.drivers.modbus.config import ModbusDevice, ModbusTag
+from edge_agent.drivers.modbus.driver import ModbusDriver
+from edge_agent.drivers.registry import make_driver
 from mes.services.ports import free_port
 from tests.edge.conftest import ModbusTestServer, TcpProxy
 from tests.edge.drivers_util import Running

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from edge_agent.drivers.modbus_config import ModbusDevice, ModbusTable, ModbusTag
-from edge_agent.drivers.modbus_plan import PlanError, plan_reads
+from edge_agent.drivers.modbus.config import ModbusDevice, ModbusTable, ModbusTag
+from edge_agent.drivers.modbus.plan import PlanError, plan_reads
 
 
 def device(**kw: Any) -> ModbusDevice:

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 from asyncua import ua
 
-from edge_agent.drivers.base import BoundTag, make_driver
-from edge_agent.drivers.opcua import OpcUaDriver
-from edge_agent.drivers.opcua_config import OpcUaDevice, OpcUaTag
+from edge_agent.drivers.base import BoundTag
+from edge_agent.drivers.opcua.config import OpcUaDevice, OpcUaTag
+from edge_agent.drivers.opcua.driver import OpcUaDriver
+from edge_agent.drivers.registry import make_driver
 from tests.edge.conftest import OPCUA_NS, CertFiles, OpcUaTestServer
 from tests.edge.drivers_util import Running
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from core.wire import Kind, StateEnvelope, decode
-from edge_agent.outbox import Outbox, OutboxInUse
-from edge_agent.publish_config import OutboxConfig
+from edge_agent.delivery.outbox import Outbox, OutboxInUse
+from edge_agent.delivery.settings import OutboxConfig
 from mes.services.broker import PROJECT_ROOT
 from tests.edge.mqtt_helpers import GATEWAY, counter, state, telemetry
 from tests.support.wait import wait_until

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from core.mqtt import MqttProtocol
 from core.wire import CounterRecord, Kind
-from edge_agent.outbox import Outbox
-from edge_agent.publish_config import BrokerConfig, MqttProtocol, OutboxConfig
-from edge_agent.publisher import ConnectionState, Publisher
+from edge_agent.delivery.outbox import Outbox
+from edge_agent.delivery.publisher import ConnectionState, Publisher
+from edge_agent.delivery.settings import BrokerConfig, OutboxConfig
 from mes.services.broker import PROJECT_ROOT, BrokerServer
 from tests.edge.mqtt_helpers import (
     GATEWAY,

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from core.wire import StateRecord
-from edge_agent.outbox import Outbox
-from edge_agent.publish_config import BrokerConfig, OutboxConfig
-from edge_agent.publisher import Publisher
+from edge_agent.delivery.outbox import Outbox
+from edge_agent.delivery.publisher import Publisher
+from edge_agent.delivery.settings import BrokerConfig, OutboxConfig
 from mes.services.broker import BrokerServer
 from tests.edge.mqtt_helpers import GATEWAY, ORG, PLANT, Collector, counter, state
 from tests.fixtures.services import require_mosquitto

@@ -9,8 +9,8 @@ from pydantic import ValidationError
 
 from core.config_errors import describe
 from core.wire import DowntimeCategory, MachineState
-from edge_agent.derive import derive_reason, derive_state
-from edge_agent.rules import PACKML_STATES, MachineRules, PackMLState
+from edge_agent.derivation.derive import derive_reason, derive_state
+from edge_agent.derivation.rules import PACKML_STATES, MachineRules, PackMLState
 
 S = MachineState
 

@@ -23,8 +23,8 @@ from core.wire import (
     decode,
     encode,
 )
-from edge_agent.rules import MachineRules
-from edge_agent.state import MachineTracker
+from edge_agent.derivation.rules import MachineRules
+from edge_agent.derivation.state import MachineTracker
 
 S = MachineState
 T0 = datetime(2024, 5, 1, 8, 0, 0, tzinfo=UTC)

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from core.wire import CounterRecord, Record, TelemetryRecord
-from edge_agent.counters import advance
-from edge_agent.rules import MachineRules
-from edge_agent.state import MachineTracker
+from edge_agent.derivation.counters import advance
+from edge_agent.derivation.rules import MachineRules
+from edge_agent.derivation.state import MachineTracker
 
 T0 = datetime(2024, 5, 1, 8, 0, 0, tzinfo=UTC)
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from core.wire import CounterRecord, DowntimeRecord, MachineState, Record, StateRecord
-from edge_agent.rules import MachineRules
-from edge_agent.state import MachineTracker
+from edge_agent.derivation.rules import MachineRules
+from edge_agent.derivation.state import MachineTracker
 
 T0 = datetime(2024, 5, 1, 7, 59, 30, tzinfo=UTC)
 RULES = MachineRules.model_validate(

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from core.config_errors import ConfigError
-from edge_agent.drivers.modbus_config import ModbusTag
-from edge_agent.drivers.opcua_config import OpcUaTag
+from edge_agent.drivers.modbus.config import ModbusTag
+from edge_agent.drivers.opcua.config import OpcUaTag
 from edge_agent.tagmap import AgentConfig, load_agent_config
 
 EXAMPLES = Path(__file__).parents[2] / "config" / "edge" / "examples"

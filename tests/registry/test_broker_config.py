@@ -17,9 +17,9 @@ import pytest
 from core.registry.apply import apply_registry
 from core.registry.broker import mosquitto_hash
 from core.registry.model import parse_registry
-from edge_agent.outbox import Outbox
-from edge_agent.publish_config import BrokerConfig, OutboxConfig
-from edge_agent.publisher import Publisher
+from edge_agent.delivery.outbox import Outbox
+from edge_agent.delivery.publisher import Publisher
+from edge_agent.delivery.settings import BrokerConfig, OutboxConfig
 from mes.services.broker import BrokerServer
 from tests.edge.mqtt_helpers import Collector, state
 from tests.fixtures.database import TestDatabase

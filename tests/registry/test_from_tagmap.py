@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from core.registry.from_tagmap import registry_from_tagmaps
 from core.registry.model import parse_registry
+from mes.registry_from_tagmap import registry_from_tagmaps
 from mes.services.broker import PROJECT_ROOT
 from tests.fixtures.database import TestDatabase
 from tests.registry.helpers import run_mes, write

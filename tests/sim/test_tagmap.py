@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.derive import derive_reason, derive_state
+from edge_agent.derivation.derive import derive_reason, derive_state
 from edge_agent.tagmap import AgentConfig, load_agent_config
 from mes.sim.config import SimConfig
 from mes.sim.layout import CATEGORY_OF_STATE, reason_code

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import groupby
 
-from edge_agent.drivers.modbus_config import ModbusDevice, ModbusTable, ModbusTag
+from edge_agent.drivers.modbus.config import ModbusDevice, ModbusTable, ModbusTag
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,7 @@
 """A machine's state rules: how raw tag values become a canonical state, reasons and counters.
 
 Pure configuration, no I/O. One typed model owns every default (`MachineRules` and its parts);
-`edge_agent.state.MachineTracker` applies them. In a tag map they sit under a machine:
+`edge_agent.derivation.state.MachineTracker` applies them. In a tag map they sit under a machine:
 
 ```yaml
 state:                       # one of four kinds, chosen by `kind`
@@ -38,8 +38,9 @@ from enum import IntEnum, StrEnum
 from functools import cached_property
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from core.config_model import StrictModel, finite
 from core.wire import DowntimeCategory, MachineState
 
 TagRef = Annotated[str, Field(min_length=1, max_length=128)]
@@ -80,14 +81,10 @@ def _normalise_keys(table: object) -> object:
     return out
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 # ---------------------------------------------------------------------------------- state rules
 
 
-class StateRefinement(_Model):
+class StateRefinement(StrictModel):
     """A second code tag that tells apart states the state code cannot (`refine:` under a
     `code` or `preset` rule), e.g. PackML shows starved and blocked both as Suspended:
 
@@ -113,7 +110,7 @@ class StateRefinement(_Model):
         return self.codes.get(code, state)
 
 
-class CodeStateRule(_Model):
+class CodeStateRule(StrictModel):
     """A state-code tag and a table code -> canonical state (optionally refined)."""
 
     kind: Literal["code"]
@@ -144,7 +141,7 @@ _DEFAULT_BIT_PRIORITY: dict[MachineState, int] = {
 }
 
 
-class StateBit(_Model):
+class StateBit(StrictModel):
     """One bit tag: when true (or false with `invert`) the machine is in `state`."""
 
     tag: TagRef
@@ -160,7 +157,7 @@ class StateBit(_Model):
         return self.priority if self.priority is not None else _DEFAULT_BIT_PRIORITY[self.state]
 
 
-class BitsStateRule(_Model):
+class BitsStateRule(StrictModel):
     """Run/fault/idle/... bits; the highest-priority true bit gives the state."""
 
     kind: Literal["bits"]
@@ -184,7 +181,7 @@ class BitsStateRule(_Model):
         return sorted(self.bits, key=lambda b: -b.effective_priority)
 
 
-class ThresholdStateRule(_Model):
+class ThresholdStateRule(StrictModel):
     """A value tag against a threshold: `above` when value > threshold, else `below`.
 
     With hysteresis h, a machine in `above` stays there until value <= threshold - h, so a
@@ -198,12 +195,7 @@ class ThresholdStateRule(_Model):
     above: MachineState = MachineState.RUNNING
     below: MachineState = MachineState.IDLE
 
-    @field_validator("threshold", "hysteresis")
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return value
+    _finite = field_validator("threshold", "hysteresis")(finite)
 
 
 class PackMLState(IntEnum):
@@ -265,7 +257,7 @@ class Preset(StrEnum):
     PACKML = "packml"
 
 
-class PresetStateRule(_Model):
+class PresetStateRule(StrictModel):
     """A ready-made state model read from one state tag, e.g. PackML `StateCurrent`."""
 
     kind: Literal["preset"]
@@ -299,7 +291,7 @@ StateRule = Annotated[
 _PLANNED_BY_DEFAULT = frozenset({MachineState.PLANNED_STOP, MachineState.SETUP})
 
 
-class ReasonTag(_Model):
+class ReasonTag(StrictModel):
     """A fault or stop code tag and its table code -> reason code.
 
     Zero and the empty string mean "no code". A code not in the table gives its own text as the
@@ -323,7 +315,7 @@ class ReasonTag(_Model):
         return str(code)[:64] if self.unmapped == "raw" else None
 
 
-class ReasonRules(_Model):
+class ReasonRules(StrictModel):
     """Where a stop's reason code comes from and whether it was planned."""
 
     tags: list[ReasonTag] = Field(default_factory=list)
@@ -363,7 +355,7 @@ class CounterKind(StrEnum):
     RUNTIME = "runtime"
 
 
-class CounterSpec(_Model):
+class CounterSpec(StrictModel):
     """A PLC counter register published as a running total with its rollover unwrapped.
 
     Published under `name` (default: the kind, so the centre finds `cycles`, `parts` and
@@ -379,12 +371,7 @@ class CounterSpec(_Model):
     min_interval_s: float = Field(default=0.0, ge=0)
     """At most one record per this many seconds (the latest total); 0: one per change."""
 
-    @field_validator("scale", "min_interval_s")
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return value
+    _finite = field_validator("scale", "min_interval_s")(finite)
 
     @property
     def published_name(self) -> str:
@@ -392,7 +379,7 @@ class CounterSpec(_Model):
         return self.name or self.kind.value
 
 
-class TelemetrySpec(_Model):
+class TelemetrySpec(StrictModel):
     """An analog tag, published when it moved past its deadband, at most every min_interval_s.
 
     With both deadbands a change must exceed both (the absolute one silences noise near zero,
@@ -407,12 +394,7 @@ class TelemetrySpec(_Model):
     min_interval_s: float = Field(default=0.0, ge=0)
     max_interval_s: float | None = Field(default=None, gt=0)
 
-    @field_validator("deadband_abs", "min_interval_s", "max_interval_s")
-    @classmethod
-    def _finite(cls, value: float | None) -> float | None:
-        if value is not None and not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return value
+    _finite = field_validator("deadband_abs", "min_interval_s", "max_interval_s")(finite)
 
     @model_validator(mode="after")
     def _intervals(self) -> TelemetrySpec:
@@ -431,7 +413,7 @@ class TelemetrySpec(_Model):
 HOUR_US = 3_600_000_000
 
 
-class MachineRules(_Model):
+class MachineRules(StrictModel):
     """Everything the tracker needs to turn one machine's tag values into records."""
 
     state: StateRule
@@ -453,12 +435,7 @@ class MachineRules(_Model):
             raise ValueError("must divide an hour exactly (e.g. 10, 15, 30, 60, 300)")
         return value
 
-    @field_validator("micro_stop_below_s", "offline_after_s")
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return value
+    _finite = field_validator("micro_stop_below_s", "offline_after_s")(finite)
 
     @model_validator(mode="after")
     def _unique_names(self) -> MachineRules:

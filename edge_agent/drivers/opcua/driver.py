@@ -16,7 +16,7 @@ import enum
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from asyncua import Client, ua
@@ -24,8 +24,9 @@ from asyncua.common.subscription import DataChangeEvent, StatusChangeEvent, Subs
 from asyncua.crypto import security_policies
 from cryptography import x509
 
+from core.backoff import Backoff
 from edge_agent.drivers.base import BoundTag, DriverHealth, TagReading, Value
-from edge_agent.drivers.opcua_config import (
+from edge_agent.drivers.opcua.config import (
     AcquisitionMode,
     ExpectedType,
     OpcUaDevice,
@@ -34,7 +35,6 @@ from edge_agent.drivers.opcua_config import (
     SecurityPolicy,
 )
 from edge_agent.drivers.runtime import (
-    Backoff,
     HealthTracker,
     deliver,
     failed,
@@ -71,15 +71,17 @@ class OpcUaDriver:
         self._tags = tags
         # Several tags (of several machines) may read one node: each node is read once.
         self._by_node: dict[str, list[BoundTag]] = defaultdict(list)
+        self._node_of: dict[tuple[str, str], str] = {}
         for t in tags:
             if not isinstance(t.address, OpcUaTag):
                 raise TypeError(f"{t.machine}.{t.tag}: not an OPC UA address")
             self._by_node[t.address.node_id].append(t)
+            self._node_of[(t.machine, t.tag)] = t.address.node_id
         self._client: Client | None = None
         self._node_ids: dict[str, ua.NodeId] = {}
         self._keys: dict[ua.NodeId, str] = {}
         self._health = HealthTracker()
-        self._backoff = Backoff(1.0, device.backoff_max_s)
+        self._backoff = Backoff(min(1.0, device.backoff_max_s), device.backoff_max_s)
         self._lost: asyncio.Event | None = None
         self._lost_reason = ""
         self._sink: Sink | None = None
@@ -126,6 +128,13 @@ class OpcUaDriver:
 
     def health(self) -> DriverHealth:
         return self._health.snapshot()
+
+    def watches(self, machine: str, tags: Collection[str]) -> bool:
+        """A data-change subscription sends nothing while values do not change: while the
+        session is up and every one of `tags` is monitored, silence means "unchanged"."""
+        if not tags or not self._health.connected:
+            return False
+        return all(self._node_of.get((machine, tag)) in self.subscribed for tag in tags)
 
     async def close(self) -> None:
         client, self._client = self._client, None

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Literal
 
 from asyncua import ua
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-_STRICT = ConfigDict(extra="forbid", frozen=True)
+from core.config_model import StrictModel
 
 
 class SecurityPolicy(StrEnum):
@@ -39,14 +39,12 @@ class ExpectedType(StrEnum):
     STRING = "string"
 
 
-class OpcUaTag(BaseModel):
+class OpcUaTag(StrictModel):
     """A tag read from one OPC UA node.
 
     `node_id` is the standard string form: `ns=2;s=Line1.Speed`, `ns=3;i=1001`, `i=2258`, or
     `nsu=<namespace uri>;s=...` (the index is looked up on the server at connect).
     """
-
-    model_config = _STRICT
 
     node_id: str
     expected_type: ExpectedType | None = None
@@ -63,16 +61,14 @@ class OpcUaTag(BaseModel):
         return v
 
 
-class OpcUaWorkarounds(BaseModel):
+class OpcUaWorkarounds(StrictModel):
     """Server quirks, in one named place."""
-
-    model_config = _STRICT
 
     max_nodes_per_read: int = Field(default=1000, ge=1)
     max_items_per_subscribe: int = Field(default=1000, ge=1)
 
 
-class OpcUaDevice(BaseModel):
+class OpcUaDevice(StrictModel):
     """An OPC UA server. Certificate paths are relative to the tag map's folder.
 
     With `security_policy: Basic256Sha256`, `certificate` (DER or PEM) and `private_key` (PEM)
@@ -80,8 +76,6 @@ class OpcUaDevice(BaseModel):
     one the server presents is accepted). `username` and `password` log in; without them the
     session is anonymous.
     """
-
-    model_config = _STRICT
 
     protocol: Literal["opcua"]
     name: str = Field(min_length=1, max_length=64)

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from itertools import takewhile
 
 from core.wire import Kind
-from edge_agent.publish_config import DROP_ORDER, OutboxConfig
+from edge_agent.delivery.settings import DROP_ORDER, OutboxConfig
 
 log = logging.getLogger(__name__)
 

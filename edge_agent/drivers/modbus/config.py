@@ -9,7 +9,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from core.config_model import StrictModel
 
 MAX_REGISTERS_PER_READ = 125  # Modbus application protocol spec: read holding/input registers
 MAX_BITS_PER_READ = 2000  # ... and read coils / discrete inputs
@@ -77,18 +79,14 @@ class WordOrder(StrEnum):
     LITTLE = "little"
 
 
-_STRICT = ConfigDict(extra="forbid", frozen=True)
 
-
-class ModbusTag(BaseModel):
+class ModbusTag(StrictModel):
     """Where a tag lives on a Modbus device and how to decode it.
 
     `address` is 0-based (the address on the wire: a manual's "40001" is holding 0).
     `type` defaults to `bool` on coils and discrete inputs and must be given on registers.
     The value is `raw * scale + offset` for numeric types.
     """
-
-    model_config = _STRICT
 
     table: ModbusTable = ModbusTable.HOLDING
     address: int = Field(ge=0, le=65535)
@@ -145,24 +143,20 @@ class ModbusTag(BaseModel):
         return self.type.registers
 
 
-class ModbusWorkarounds(BaseModel):
+class ModbusWorkarounds(StrictModel):
     """Device quirks, in one named place: limits below the protocol's for devices that need it."""
-
-    model_config = _STRICT
 
     max_registers_per_request: int = Field(default=MAX_REGISTERS_PER_READ, ge=1, le=125)
     max_bits_per_request: int = Field(default=MAX_BITS_PER_READ, ge=1, le=2000)
 
 
-class ModbusDevice(BaseModel):
+class ModbusDevice(StrictModel):
     """A Modbus TCP server (a PLC or a gateway in front of several units).
 
     Each unit id gets its own TCP connection, so a unit that does not answer never delays
     another. `max_gap` is the largest run of unused registers (bits, on coil and discrete
     tables) that the planner reads across to save a request.
     """
-
-    model_config = _STRICT
 
     protocol: Literal["modbus"]
     name: str = Field(min_length=1, max_length=64)

@@ -7,8 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from core.wire import TelemetryRecord
-from edge_agent.derive import number
-from edge_agent.rules import TelemetrySpec
+from edge_agent.derivation.derive import number
+from edge_agent.derivation.rules import TelemetrySpec
 
 
 @dataclass

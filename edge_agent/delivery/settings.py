@@ -7,29 +7,18 @@ layout, the envelope) live in `core.wire` and are not configurable here.
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import Field, model_validator
 
-from core.mqtt import TlsConfig
+from core.config_model import StrictModel
+from core.mqtt import MqttConnection, TlsConfig
 from core.wire import Kind
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class MqttProtocol(StrEnum):
-    """MQTT 5 is the default: only under MQTT 5 does a PUBACK say "Not authorized" (DESIGN.md)."""
-
-    MQTT5 = "mqtt5"
-    MQTT311 = "mqtt311"
-
-
-class BrokerConfig(_Section):
-    """Where and how the agent publishes.
+class BrokerConfig(MqttConnection):
+    """Where and how the agent publishes: the connection (core.mqtt) and the publishing.
 
     `port` defaults to 8883 with TLS and 1883 without. `client_id` defaults to
     `mes-edge-{gateway}` (see `client_id_for`): one stable id per gateway, so that a second agent
@@ -37,16 +26,6 @@ class BrokerConfig(_Section):
     publishing.
     """
 
-    host: str = Field(min_length=1)
-    port: int = Field(ge=1, le=65535)
-    protocol: MqttProtocol = MqttProtocol.MQTT5
-    client_id: str | None = Field(default=None, min_length=1, max_length=128)
-    username: str | None = None
-    password: SecretStr | None = None
-    tls: TlsConfig = Field(default_factory=TlsConfig)
-    keepalive_s: int = Field(default=30, ge=5, le=65535)
-    reconnect_min_s: float = Field(default=1.0, gt=0)
-    reconnect_max_s: float = Field(default=60.0, gt=0)
     # Records of one kind collected during this interval go out as one envelope (per topic).
     flush_interval_s: float = Field(default=1.0, gt=0, le=60)
     max_records_per_message: int = Field(default=500, ge=1, le=100_000)
@@ -68,14 +47,6 @@ class BrokerConfig(_Section):
             data = {**data, "port": 8883 if enabled else 1883}
         return data
 
-    @model_validator(mode="after")
-    def _consistent(self) -> BrokerConfig:
-        if self.reconnect_max_s < self.reconnect_min_s:
-            raise ValueError("reconnect_max_s is smaller than reconnect_min_s")
-        if self.password is not None and self.username is None:
-            raise ValueError("password given without username")
-        return self
-
     def client_id_for(self, gateway: str) -> str:
         """The MQTT client id: the configured one, else derived from the gateway code."""
         return self.client_id or f"mes-edge-{gateway}"
@@ -88,7 +59,7 @@ class BrokerConfig(_Section):
 DROP_ORDER: tuple[Kind, ...] = (Kind.TELEMETRY, Kind.COUNTER, Kind.STATE, Kind.DOWNTIME)
 
 
-class OutboxConfig(_Section):
+class OutboxConfig(StrictModel):
     """The durable store-and-forward outbox (SQLite, WAL).
 
     Bounded by `max_bytes` (payload bytes of pending records and stored messages) and by

@@ -28,8 +28,8 @@ from datetime import datetime
 from typing import Any
 
 from core.wire import CounterRecord
-from edge_agent.derive import number
-from edge_agent.rules import CounterSpec
+from edge_agent.derivation.derive import number
+from edge_agent.derivation.rules import CounterSpec
 
 Raw = int | float
 

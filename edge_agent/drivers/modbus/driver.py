@@ -13,19 +13,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from itertools import groupby
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.pdu import ModbusPDU
 
+from core.backoff import Backoff
 from edge_agent.drivers.base import BoundTag, DriverHealth, TagReading
-from edge_agent.drivers.modbus_codec import decode
-from edge_agent.drivers.modbus_config import ModbusDevice, ModbusTable, ModbusTag
-from edge_agent.drivers.modbus_plan import ReadRequest, plan_reads
+from edge_agent.drivers.modbus.codec import decode
+from edge_agent.drivers.modbus.config import ModbusDevice, ModbusTable, ModbusTag
+from edge_agent.drivers.modbus.plan import ReadRequest, plan_reads
 from edge_agent.drivers.runtime import (
-    Backoff,
     HealthTracker,
     combine,
     deliver,
@@ -70,7 +70,10 @@ class _UnitLink:
         self._failures = 0
         self.bound = [tags[p.index] for r in requests for p in r.tags]
         self.health = HealthTracker()
-        self.backoff = Backoff(min(1.0, device.poll_interval_s), device.backoff_max_s)
+        self.backoff = Backoff(
+            # Backoff needs first <= max; a backoff_max_s below the first step caps it.
+            min(1.0, device.poll_interval_s, device.backoff_max_s), device.backoff_max_s
+        )
 
     async def poll(self) -> tuple[list[TagReading], bool]:
         """Read every request of this unit once; False when the unit could not be reached."""
@@ -213,6 +216,10 @@ class ModbusDriver:
                 due = time.monotonic() + max(interval, link.backoff.delay())
             if await sleep_or_stop(stop, due - time.monotonic()):
                 return
+
+    def watches(self, machine: str, tags: Collection[str]) -> bool:
+        """Never: Modbus is polled, so silence from a device is no news of its values."""
+        return False
 
     def health(self) -> DriverHealth:
         return combine([link.health.snapshot() for link in self._links])

@@ -67,10 +67,10 @@ from core.wire import (
     Record,
     StateRecord,
 )
-from edge_agent.counters import CounterTotal
-from edge_agent.deadband import TelemetryFilter
-from edge_agent.derive import derive_reason, derive_state, expand
-from edge_agent.rules import MachineRules
+from edge_agent.derivation.counters import CounterTotal
+from edge_agent.derivation.deadband import TelemetryFilter
+from edge_agent.derivation.derive import derive_reason, derive_state, expand
+from edge_agent.derivation.rules import MachineRules
 
 TagValue = bool | int | float | str | None
 SNAPSHOT_VERSION = 1

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import random
 import threading
 import time
 from collections import deque
@@ -40,10 +39,11 @@ from datetime import UTC, datetime
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
+from core.backoff import Backoff
 from core.wire import GatewayStatus, Kind, Topic, encode
-from edge_agent.mqtt_client import build_client
-from edge_agent.outbox import RECORD_KINDS, Outbox, StoredMessage
-from edge_agent.publish_config import BrokerConfig, MqttProtocol
+from edge_agent.delivery.mqtt_client import build_client
+from edge_agent.delivery.outbox import RECORD_KINDS, Outbox, StoredMessage
+from edge_agent.delivery.settings import BrokerConfig
 
 log = logging.getLogger(__name__)
 
@@ -74,22 +74,6 @@ class PublisherStats:
     retried: int
     inflight: int
     publish_rate: float
-
-
-class Backoff:
-    """Capped exponential backoff with jitter: the n-th delay is in [d/2, d], d = min*2^n."""
-
-    def __init__(self, min_s: float, max_s: float) -> None:
-        self.min_s, self.max_s = min_s, max_s
-        self._n = 0
-
-    def next(self) -> float:
-        ceiling = min(self.max_s, self.min_s * 2**self._n)
-        self._n = min(self._n + 1, 32)
-        return random.uniform(ceiling / 2, ceiling)
-
-    def reset(self) -> None:
-        self._n = 0
 
 
 class Publisher:
@@ -213,12 +197,12 @@ class Publisher:
     def _connect(self) -> None:
         b = self.broker
         try:
-            if b.protocol is MqttProtocol.MQTT5:
+            if b.v5:
                 self._client.connect(b.host, b.port, b.keepalive_s, clean_start=True)
             else:
                 self._client.connect(b.host, b.port, b.keepalive_s)
         except OSError as e:  # refused, unreachable, TLS handshake failed
-            delay = self._backoff.next()
+            delay = self._backoff.delay()
             self._next_attempt = time.monotonic() + delay
             log.warning(
                 "cannot connect to the broker",
@@ -234,7 +218,7 @@ class Publisher:
         if self.state is ConnectionState.CONNECTED:
             self.disconnects += 1
         self.state = ConnectionState.DISCONNECTED
-        delay = self._backoff.next()
+        delay = self._backoff.delay()
         self._next_attempt = time.monotonic() + delay
         log.warning(
             "disconnected from the broker",

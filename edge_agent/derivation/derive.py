@@ -8,7 +8,7 @@ import math
 from collections.abc import Mapping
 
 from core.wire import MachineState
-from edge_agent.rules import (
+from edge_agent.derivation.rules import (
     BitsStateRule,
     CodeStateRule,
     PresetStateRule,

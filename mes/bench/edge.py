@@ -48,8 +48,8 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.agent import EdgeAgent
-from edge_agent.drivers.modbus import ModbusDriver
-from edge_agent.drivers.modbus_config import ModbusDevice, ModbusTag
+from edge_agent.drivers.modbus.config import ModbusDevice, ModbusTag
+from edge_agent.drivers.modbus.driver import ModbusDriver
 from edge_agent.tagmap import AgentConfig
 from mes.services.broker import BrokerServer
 from mes.sim.config import Assignment, Protocol, SimConfig

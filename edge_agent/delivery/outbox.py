@@ -44,8 +44,8 @@ from core.wire import (
     Record,
     encode,
 )
-from edge_agent.outbox_bound import Bound
-from edge_agent.publish_config import OutboxConfig
+from edge_agent.delivery.outbox_bound import Bound
+from edge_agent.delivery.settings import OutboxConfig
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 
-from edge_agent.drivers.modbus_config import ByteOrder, ModbusTag, ModbusType, WordOrder
+from edge_agent.drivers.modbus.config import ByteOrder, ModbusTag, ModbusType, WordOrder
 
 Value = bool | int | float | str
 

@@ -1,0 +1,1 @@
+"""Records -> the centre: the durable outbox and its bound, the MQTT publisher, its settings."""
