@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 
 class MqttProtocol(StrEnum):
     """MQTT 5 is the default: only under MQTT 5 does a PUBACK say "Not authorized", and only it
-    has receive maximum, session expiry and shared subscriptions (DESIGN.md). 3.1.1 is for a
-    broker without MQTT 5."""
+    has receive maximum, session expiry and shared subscriptions (docs/edge-agent.md, "Why
+    MQTT 5"). 3.1.1 is for a broker without MQTT 5."""
 
     MQTT5 = "mqtt5"
     MQTT311 = "mqtt311"

@@ -1,4 +1,4 @@
-"""The MQTT wire contract (DESIGN.md, "Wire contract"): topics, envelopes and records.
+"""The MQTT wire contract: topics, envelopes, records (reader's version: docs/wire-format.md).
 
 This module is the one source of truth for the format: the edge agent encodes with it, the
 ingest decodes and validates with it. msgspec does both in one typed pass, several times faster

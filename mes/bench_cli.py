@@ -1,4 +1,4 @@
-"""`mes bench ...`: the benchmarks, one subcommand each (DESIGN.md, "Performance, measured").
+"""`mes bench ...`: the benchmarks, one subcommand each (docs/operations.md, "Benchmarks").
 
 A benchmark module contributes its subcommand with `register_bench(benches)`, where `benches`
 is the group's subparsers, and is listed in BENCHES; each prints a human summary and then one

@@ -114,7 +114,7 @@ def test_relational_tables_force_rls_and_time_series_are_unreachable(
         privileges = _privileges(app, rel.name)
         if rel.name in TIME_SERIES:
             assert not privileges, f"mes_app has {privileges} on time series {rel.name}"
-            assert not rel.rls, f"{rel.name}: time series must not use RLS (DESIGN.md)"
+            assert not rel.rls, f"{rel.name}: time series must not use RLS (docs/tenancy.md)"
             continue
         # Any other tenant table the role can reach must be RLS enabled AND forced.
         if privileges:

@@ -79,7 +79,7 @@ class TenantEntity(Audited):
 
 class TimeSeriesRow:
     """A time-series row: tenant columns for the views' filter, simple references (the write
-    functions check the tenant), no RLS, no application grants (DESIGN.md)."""
+    functions check the tenant), no RLS, no application grants (docs/tenancy.md, "Time series")."""
 
     organization_id: Mapped[uuid.UUID] = mapped_column(index=True)
     plant_id: Mapped[uuid.UUID | None] = mapped_column(index=True)

@@ -1,4 +1,4 @@
-"""The one User model of the project (one `users` table, DESIGN.md)."""
+"""The one User model of the project (one `users` table; roles and scope in docs/tenancy.md)."""
 
 from __future__ import annotations
 

@@ -76,7 +76,7 @@ class BrokerConfig:
 
 def render_acl(gateways: list[GatewayAccount]) -> str:
     lines = ["# Written by `mes registry broker-config` from the registry: do not edit.",
-             "# Each gateway may publish only under its own topic prefix (DESIGN.md)."]
+             "# Each gateway may publish only under its own topic prefix."]
     for user, rules in SERVICE_ACLS.items():
         lines += ["", f"user {user}", *rules]
     for gw in gateways:

@@ -1,6 +1,6 @@
 """The durable store-and-forward outbox: SQLite in WAL mode, one file per gateway.
 
-Data flows through it in three steps (DESIGN.md, "Delivery guarantees"):
+Data flows through it in three steps (docs/edge-agent.md, "The outbox"):
 
 1. `add()` takes a record from the state layer into memory; a background thread commits what
    was added every `commit_interval_ms`, in one transaction (group commit), so durability costs

@@ -18,7 +18,8 @@ A message leaves the outbox only in `on_publish` with a success reason code. Und
 failure code (135 Not authorized: the broker's ACL) is never counted as delivered: the message
 stays, the refusal is counted and logged as an error, and its kind is held back with a growing
 delay before it is tried again, while the other kinds go on. Under MQTT 3.1.1 the broker
-acknowledges a refused publish as if delivered (DESIGN.md): only MQTT 5 can make that loud.
+acknowledges a refused publish as if delivered (docs/edge-agent.md, "Why MQTT 5"): only MQTT 5
+can make that loud.
 
 After a reconnect paho sends the messages that were in flight again, same mid, same bytes as in
 the outbox; after a restart the stored ones are published again from the outbox, same seq and

@@ -1,4 +1,4 @@
-"""State derivation per machine: tag values in, wire records out (DESIGN.md, "Wire contract").
+"""State derivation per machine: tag values in, wire records out (docs/wire-format.md).
 
 `MachineTracker` is pure logic: the agent hands it each read (`observe`) and the clock
 (`tick`), and publishes what they return. Every timestamp is a read time or a point of the
@@ -23,7 +23,7 @@ carry no code and a later one does, the open event is sent again with it (same `
 the root cause is kept when the code changes again during the same stop.
 
 **Offline.** No good read of the state tags for more than `offline_after_s` makes the machine
-`offline`, a data gap and never a stop (DESIGN.md):
+`offline`, a data gap and never a stop (docs/wire-format.md):
 - an open stop ends at the last good read, the last time the state was known, not when the
   gap was noticed (its `micro_stop` flag follows from that length);
 - the `offline` state record says when the data stopped: the first failed read after the last

@@ -2,7 +2,7 @@
 
 `mosquitto` runs with the project's configuration (`config/mosquitto/mosquitto.conf`), only its
 listener port and persistence folder rewritten, so that what is tested is what we ship: the
-queue limits there are what keep QoS 1 messages for an offline ingest (DESIGN.md). Where
+queue limits there are what keep QoS 1 messages for an offline ingest (docs/operations.md). Where
 mosquitto is not installed, the pure-Python `amqtt` broker stands in: MQTT 3.1.1 only, no
 shared subscriptions or MQTT 5 reason codes, so `kind` tells tests what they may rely on.
 """
