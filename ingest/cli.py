@@ -39,9 +39,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.set_defaults(func=cmd_run)
     dl = isub.add_parser("dead-letters", help="list or replay dead letters (owner's URL)")
     dsub = dl.add_subparsers(dest="dl_command", required=True, metavar="COMMAND")
-    ls = dsub.add_parser("list", help="dead letters by reason, newest first")
+    ls = dsub.add_parser("list", help="dead letters by reason, newest first",
+                         description="Waiting dead letters (not yet replayed): a count per "
+                         "reason, then the newest. Times are ISO 8601 with their offset.")
     ls.add_argument("--reason")
     ls.add_argument("--limit", type=int, default=20)
+    shown = ls.add_mutually_exclusive_group()
+    shown.add_argument("--replayed", dest="shown", action="store_const", const="replayed",
+                       default="waiting", help="the replayed letters instead of the waiting")
+    shown.add_argument("--all", dest="shown", action="store_const", const="all",
+                       help="waiting and replayed letters")
     ls.set_defaults(func=cmd_dead_letters_list)
     rp = dsub.add_parser("replay", help="run chosen dead letters through the ingest again")
     group = rp.add_mutually_exclusive_group(required=True)
@@ -96,43 +103,58 @@ def _owner(args: argparse.Namespace) -> tuple[IngestSettings, psycopg.Connection
         raise UserFacingError(f"cannot connect to the database: {e}") from None
 
 
+_SHOWN = {"waiting": "replayed_at IS NULL", "replayed": "replayed_at IS NOT NULL",
+          "all": "true"}
+
+
+def _at(t: datetime | None) -> str:
+    return t.isoformat(timespec="seconds") if t else "-"
+
+
 def cmd_dead_letters_list(args: argparse.Namespace) -> int:
-    """Waiting dead letters: a count per reason, then the newest (of `--reason`)."""
+    """Dead letters (waiting, `--replayed` or `--all`): a count per reason, then the newest
+    (of `--reason`)."""
     _, conn = _owner(args)
+    shown = _SHOWN[args.shown]
     with conn:
         summary = conn.execute(
-            "SELECT reason, count(*), max(received_at) FROM mes.dead_letters "
-            "WHERE replayed_at IS NULL GROUP BY reason ORDER BY count(*) DESC").fetchall()
-        print("reason                       waiting  newest")
-        for reason, n, newest in summary:
-            print(f"{reason:28} {n:7}  {newest:%Y-%m-%d %H:%M:%S}")
+            f"SELECT reason, count(*), sum(times_seen), max(last_seen_at) FROM mes.dead_letters "
+            f"WHERE {shown} GROUP BY reason ORDER BY count(*) DESC").fetchall()
         rows = conn.execute(
-            "SELECT id, received_at, reason, topic, detail FROM mes.dead_letters "
-            "WHERE replayed_at IS NULL AND (%(r)s::text IS NULL OR reason = %(r)s) "
-            "ORDER BY id DESC LIMIT %(n)s", {"r": args.reason, "n": args.limit}).fetchall()
+            f"SELECT id, reason, topic, received_at, times_seen, last_seen_at, replayed_at, "
+            f"detail FROM mes.dead_letters WHERE {shown} "
+            "AND (%(r)s::text IS NULL OR reason = %(r)s) "
+            "ORDER BY last_seen_at DESC, id DESC LIMIT %(n)s",
+            {"r": args.reason, "n": args.limit}).fetchall()
+    print(f"{args.shown} dead letters by reason")
+    print(f"{'reason':28} {'letters':>7} {'seen':>7}  last seen")
+    for reason, n, seen, last in summary:
+        print(f"{reason:28} {n:7} {seen:7}  {_at(last)}")
     print()
-    for id_, at, reason, topic, detail in rows:
-        print(f"#{id_} {at:%Y-%m-%d %H:%M:%S} {reason} {topic}\n    {detail[:200]}")
+    for id_, reason, topic, first, seen, last, replayed, detail in rows:
+        print(f"#{id_} {reason} {topic}\n    first {_at(first)}, seen {seen} time(s), last "
+              f"{_at(last)}" + (f", replayed {_at(replayed)}" if replayed else "")
+              + f"\n    {detail[:200]}")
     return 0
 
 
 def cmd_dead_letters_replay(args: argparse.Namespace) -> int:
-    """Replay the chosen dead letters; 0 when every one was replayed."""
-    from ingest.replay import replay
+    """Replay the chosen dead letters; 0 when every one named was replayed now, 1 otherwise
+    (nothing matched, some still refused, or named ones unknown or already replayed), each
+    case said in a line of its own."""
+    from ingest.replay import choose, replay
 
     settings, conn = _owner(args)
     with conn:
-        where, params = (("id = ANY(%s)", (args.ids,)) if args.ids
-                         else ("reason = %s", (args.reason,)))
-        letters = conn.execute(
-            f"SELECT id, topic, payload, payload_size FROM mes.dead_letters "
-            f"WHERE replayed_at IS NULL AND {where} ORDER BY id", params).fetchall()
-        outcomes = replay(settings, letters)
+        letters, unmatched = choose(conn, args.ids, args.reason)
+        outcomes = replay(settings, letters) if letters else []
         done = [i for i, ok, _ in outcomes if ok]
         if done:
             conn.execute("UPDATE mes.dead_letters SET replayed_at = %s WHERE id = ANY(%s)",
                          (datetime.now(UTC), done))
+    for note in unmatched:
+        print(note)
     for id_, ok, what in outcomes:
         print(f"#{id_}: {'replayed' if ok else 'still refused'}: {what}")
     print(f"{len(done)} of {len(outcomes)} replayed")
-    return 0 if len(done) == len(outcomes) else 1
+    return 0 if done and len(done) == len(outcomes) and not unmatched else 1

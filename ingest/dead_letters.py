@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from psycopg_pool import ConnectionPool
 
 from core.wire import DeadLetterReason
 from ingest.writer import Retrier
 
-INSERT = ("INSERT INTO mes.dead_letters (topic, gateway_code, reason, detail, payload, "
-          "payload_size) VALUES (%s, %s, %s, %s, %s, %s)")
+RECORD = "SELECT mes.record_dead_letter(%s, %s, %s, %s, %s, %s, %s)"
 
 
 class DeadLetters:
-    """Writes dead letters to `mes.dead_letters` as the application role (insert only: reading
-    and replaying them is `mes ingest dead-letters`, with the owner's URL).
+    """Writes dead letters to `mes.dead_letters` as the application role, through
+    `mes.record_dead_letter` (reading and replaying them is `mes ingest dead-letters`, with the
+    owner's URL).
 
-    Payloads are kept up to `payload_max` bytes, enough to replay a typical message.
+    One letter per (topic, payload): a message the broker delivers again (the ingest was killed
+    after recording it, before its acknowledgement reached the broker) or the same bytes
+    published again count as repeats of the letter already there. Payloads are kept up to
+    `payload_max` bytes, enough to replay a typical message.
     """
 
     def __init__(self, pool: ConnectionPool, retry: Retrier, payload_max: int) -> None:
@@ -24,14 +29,17 @@ class DeadLetters:
         self._payload_max = payload_max
 
     def record(self, topic: str, payload: bytes, reason: DeadLetterReason, detail: str,
-               gateway_code: str | None) -> None:
-        """Commit one dead letter (retrying while the database is away). Payloads beyond the
-        bound are cut (payload_size keeps the original length)."""
+               gateway_code: str | None) -> int:
+        """Commit one dead letter (retrying while the database is away) and return how many
+        times it has been seen. Payloads beyond the bound are cut (payload_size keeps the
+        original length, the key hashes the whole payload)."""
         params = (topic[:1024], gateway_code, reason, detail[:4000],
-                  payload[: self._payload_max], len(payload))
+                  payload[: self._payload_max], len(payload), hashlib.sha256(payload).digest())
 
-        def insert() -> None:
+        def record() -> int:
             with self._pool.connection() as conn:
-                conn.execute(INSERT, params)
+                row = conn.execute(RECORD, params).fetchone()
+            assert row is not None  # the function always returns a row
+            return int(row[0])
 
-        self._retry(insert, "record dead letter")
+        return self._retry(record, "record dead letter")

@@ -17,6 +17,7 @@ class Outcome(StrEnum):
     DEAD_LETTER = "dead_letter"  # recorded in mes.dead_letters, then acknowledged
     STATUS = "status"  # a gateway's birth or last will: nothing to write
     STALE = "stale"  # received before a reconnect: the broker sends it again
+    NOT_OURS = "not_ours"  # under mes/v1/ but another service's (maintenance tasks)
 
 
 class IngestMetrics:

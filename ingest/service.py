@@ -28,7 +28,7 @@ from ingest.dead_letters import DeadLetters
 from ingest.metrics import IngestMetrics, Outcome
 from ingest.registry import Registry
 from ingest.settings import IngestSettings
-from ingest.validator import Accepted, Rejected, StatusSeen, Validator
+from ingest.validator import Accepted, NotOurs, Rejected, StatusSeen, Validator
 from ingest.writer import BatchRefused, Retrier, Stopping, Writer
 
 log = logging.getLogger(__name__)
@@ -204,15 +204,20 @@ class IngestService:
                                                "status": result.status})
             self.metrics.messages.labels(Outcome.STATUS).inc()
             self._ack(message)
+        elif isinstance(result, NotOurs):
+            log.debug("not ours, left alone", extra={"topic": item.topic,
+                                                     "owner": result.owner})
+            self.metrics.messages.labels(Outcome.NOT_OURS).inc()
+            self._ack(message)
         else:
             self._dead_letter(message, result)
         self._update_gauges()
 
     def _dead_letter(self, message: InFlight, why: Rejected) -> None:
-        self._dead_letters.record(message.topic, message.payload, why.reason, why.detail,
-                                  why.gateway_code)
+        seen = self._dead_letters.record(message.topic, message.payload, why.reason,
+                                         why.detail, why.gateway_code)
         log.warning("dead letter", extra={"reason": why.reason, "detail": why.detail,
-                                          "topic": message.topic})
+                                          "topic": message.topic, "times_seen": seen})
         self.metrics.dead_letters.labels(why.reason).inc()
         self.metrics.messages.labels(Outcome.DEAD_LETTER).inc()
         self._ack(message)

@@ -37,7 +37,9 @@ class MqttSubscriberSettings(MqttConnection):
     # broker restart, a shared subscription of an offline session is not restored, so messages
     # published before that ingest reconnects reach no one (docs/operations.md).
     share_group: str = Field(default="", pattern=r"^[A-Za-z0-9_-]*$")
-    topic_filter: str = "mes/v1/+/+/+/+"
+    # Everything under mes/v1/: a topic of the wrong depth must reach the ingest to be
+    # dead-lettered (bad_topic), never be dropped unseen by a narrower filter.
+    topic_filter: str = "mes/v1/#"
     receive_maximum: int = Field(default=1000, ge=1, le=65535)
 
     @property

@@ -1,10 +1,13 @@
 """Decode and check one MQTT message; turn its records into staging rows or say why not.
 
-Checks, in order, each with its dead-letter reason: payload size (`payload_too_large`), topic
-(`bad_topic`), JSON and schema (`malformed`, `invalid`: types, finite numbers, string lengths,
-unknown fields), the envelope's gateway against the topic's (`gateway_mismatch`), the gateway
-registry (`unknown_gateway`, `inactive_gateway`), the tenant the topic claims against the one
-registered for the gateway (`wrong_tenant`), timestamps within the accepted window
+The ingest subscribes to all of `mes/v1/#`. Topics of another service under that root are not
+ours and are left alone (`NotOurs`): today `mes/v1/{org}/{plant}/maintenance/#`, where the
+maintenance engine publishes its tasks. Everything else is checked, in order, each check with
+its dead-letter reason: payload size (`payload_too_large`), topic (`bad_topic`: another depth,
+bad codes, unknown kind), JSON and schema (`malformed`, `invalid`: types, finite numbers, string
+lengths, unknown fields), the envelope's gateway against the topic's (`gateway_mismatch`), the
+gateway registry (`unknown_gateway`, `inactive_gateway`), the tenant the topic claims against
+the one registered for the gateway (`wrong_tenant`), timestamps within the accepted window
 (`timestamp_out_of_range`), and machine codes of the gateway's tenant (`unknown_machine`). A
 message is taken or refused whole: its replay, once the cause is fixed, is then simple.
 """
@@ -19,6 +22,7 @@ from typing import Any
 from core.staging import STAGING_OF
 from core.tenancy import Tenant
 from core.wire import (
+    TOPIC_ROOT,
     DeadLetterReason,
     DowntimeRecord,
     Envelope,
@@ -57,6 +61,28 @@ class StatusSeen:
 
 
 @dataclass(frozen=True, slots=True)
+class NotOurs:
+    """A topic under `mes/v1/` that another service publishes on: acknowledged, not stored."""
+
+    owner: str
+
+
+# Levels 0-1 are TOPIC_ROOT, 2-3 org and plant; level 4 names the publisher. A gateway cannot
+# be registered under such a name (it would never be heard).
+_OTHER_SERVICES = {"maintenance": "maintenance engine"}
+
+
+def not_ours(topic: str) -> NotOurs | None:
+    """Whether `topic` lies in another service's part of `mes/v1/` (`mes/v1/+/+/<service>/#`,
+    the service's level itself included, as the MQTT filter would match it)."""
+    parts = topic.split("/", 5)
+    if len(parts) < 5 or "/".join(parts[:2]) != TOPIC_ROOT:
+        return None
+    owner = _OTHER_SERVICES.get(parts[4])
+    return NotOurs(owner) if owner else None
+
+
+@dataclass(frozen=True, slots=True)
 class Rejected(Exception):
     """Why a message goes to the dead letters."""
 
@@ -77,8 +103,10 @@ class Validator:
         self._options = options
 
     def check(self, topic: str, payload: bytes, now: datetime | None = None
-              ) -> Accepted | StatusSeen | Rejected:
+              ) -> Accepted | StatusSeen | NotOurs | Rejected:
         """The verdict on one message; `now` (default: the clock) bounds its timestamps."""
+        if other := not_ours(topic):
+            return other
         try:
             return self._check(topic, payload, now or datetime.now(UTC))
         except Rejected as r:

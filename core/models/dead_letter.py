@@ -1,10 +1,15 @@
-"""Messages the ingest could not use, kept with their reason (not a tenant table)."""
+"""Messages the ingest could not use, kept with their reason (not a tenant table).
+
+One row per (topic, payload hash): a message delivered again, or the same bytes published
+again, counts in `times_seen` and `last_seen_at` (sql/0008). The ingest writes only through
+`mes.record_dead_letter`.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Identity, LargeBinary, Text
+from sqlalchemy import BigInteger, Identity, LargeBinary, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.models.base import NOW, Base
@@ -12,6 +17,8 @@ from core.models.base import NOW, Base
 
 class DeadLetter(Base):
     __tablename__ = "dead_letters"
+    __table_args__ = (UniqueConstraint("topic", "payload_sha256",
+                                       name="dead_letters_topic_payload_key"),)
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
     received_at: Mapped[datetime] = mapped_column(server_default=NOW)
@@ -21,4 +28,8 @@ class DeadLetter(Base):
     detail: Mapped[str] = mapped_column(Text, server_default="")
     payload: Mapped[bytes] = mapped_column(LargeBinary)
     payload_size: Mapped[int]
+    # SHA-256 of the whole payload as received (payload itself may be cut at the bound).
+    payload_sha256: Mapped[bytes] = mapped_column(LargeBinary)
+    times_seen: Mapped[int] = mapped_column(server_default="1")
+    last_seen_at: Mapped[datetime] = mapped_column(server_default=NOW)
     replayed_at: Mapped[datetime | None]

@@ -76,11 +76,12 @@ class BrokerConfig:
 
 def render_acl(gateways: list[GatewayAccount]) -> str:
     lines = ["# Written by `mes registry broker-config` from the registry: do not edit.",
-             "# Each gateway may publish only under its own topic prefix."]
+             "# Each gateway may publish only on its own topics, one level below its prefix",
+             "# (`+`, not `#`: the broker refuses deeper or shallower topics)."]
     for user, rules in SERVICE_ACLS.items():
         lines += ["", f"user {user}", *rules]
     for gw in gateways:
-        lines += ["", f"user {gw.code}", f"topic write {gw.prefix}/#"]
+        lines += ["", f"user {gw.code}", f"topic write {gw.prefix}/+"]
     return "\n".join(lines) + "\n"
 
 

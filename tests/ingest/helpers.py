@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +32,7 @@ from core.wire import (
     encode,
 )
 from mes.services.broker import BrokerServer
+from mes.services.ports import LOOPBACK, free_port
 from tests.fixtures.database import TestDatabase
 from tests.fixtures.tenants import Tenants
 from tests.support.wait import wait_until
@@ -209,3 +212,42 @@ def wait_subscribed(db: TestDatabase, broker: BrokerServer, tenants: Tenants,
         raise TimeoutError("the ingest never took a probe message")
     finally:
         pub.close()
+
+
+class UplinkHoldingProxy:
+    """A TCP proxy to the broker. While `hold` is set, what clients send (an ingest's PUBACKs)
+    is swallowed, while what the broker sends still passes: the ingest handles and commits a
+    message whose acknowledgement never arrives, as when it is killed before the ack is out."""
+
+    def __init__(self, target_port: int) -> None:
+        self.port = free_port()
+        self.hold = threading.Event()
+        self._target = target_port
+        self._listen = socket.create_server((LOOPBACK, self.port))
+        threading.Thread(target=self._accept, name="uplink-proxy", daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listen.accept()
+                upstream = socket.create_connection((LOOPBACK, self._target))
+            except OSError:
+                return
+            for src, dst, uplink in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pump, args=(src, dst, uplink), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, uplink: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                if not (uplink and self.hold.is_set()):
+                    dst.sendall(data)
+        except OSError:
+            pass
+        finally:  # one side gone: close both, as a dead client's connection would
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+
+    def close(self) -> None:
+        self._listen.close()

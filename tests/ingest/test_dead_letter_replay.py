@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import subprocess
 import sys
 from datetime import timedelta
@@ -61,3 +63,73 @@ def test_unknown_machine_replayed_after_registration(database: TestDatabase, ten
                       "replayed_at IS NULL") == 0
     again = _mes(database, "replay", "--reason", "unknown_machine")
     assert "0 of 0 replayed" in again.stdout
+    assert again.returncode == 1
+    assert "no dead letter with reason unknown_machine is waiting: 1 already replayed" \
+        in again.stdout
+
+
+ISO_WITH_OFFSET = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d"
+
+
+def _record(db: TestDatabase, topic: str, payload: bytes, reason: str) -> int:
+    """Record a dead letter as the ingest does (application role, the definer function)."""
+    with db.app() as conn:
+        seen = conn.execute(
+            "SELECT mes.record_dead_letter(%s, NULL, %s, 'by the test', %s, %s, %s)",
+            (topic, reason, payload, len(payload), hashlib.sha256(payload).digest())).fetchone()
+    assert seen is not None and seen[0] >= 1
+    with db.superuser() as conn:
+        found = conn.execute("SELECT id FROM mes.dead_letters WHERE topic = %s AND payload = %s",
+                             (topic, payload)).fetchone()
+    assert found
+    return int(found[0])
+
+
+def test_replay_names_why_nothing_matched(database: TestDatabase) -> None:
+    topic = "mes/v1/org-a/a1/gw-a1/state/extra"
+    waiting = _record(database, topic, b"waiting", "bad_topic")
+    done = _record(database, topic, b"done", "bad_topic")
+    with database.superuser() as conn:
+        conn.execute("UPDATE mes.dead_letters SET replayed_at = now() WHERE id = %s", (done,))
+        unknown = conn.execute("SELECT max(id) + 1000 FROM mes.dead_letters").fetchone()[0]
+
+    by_id = _mes(database, "replay", "--id", str(unknown), str(done))
+    assert by_id.returncode == 1, by_id.stdout + by_id.stderr
+    assert f"#{unknown}: no such dead letter" in by_id.stdout
+    assert re.search(rf"#{done}: already replayed at {ISO_WITH_OFFSET}", by_id.stdout)
+    assert "0 of 0 replayed" in by_id.stdout
+
+    not_a_reason = _mes(database, "replay", "--reason", "no_such_reason")
+    assert not_a_reason.returncode == 1
+    assert "'no_such_reason' is not a dead-letter reason; the reasons are: bad_topic" \
+        in not_a_reason.stdout
+    none_of_it = _mes(database, "replay", "--reason", "inactive_gateway")
+    assert none_of_it.returncode == 1
+    assert "no dead letter has reason inactive_gateway" in none_of_it.stdout
+
+    mixed = _mes(database, "replay", "--id", str(waiting), str(unknown))
+    assert mixed.returncode == 1
+    assert f"#{waiting}: still refused: bad_topic" in mixed.stdout
+    assert f"#{unknown}: no such dead letter" in mixed.stdout
+
+
+def test_list_shows_waiting_replayed_or_all_with_zoned_times(database: TestDatabase) -> None:
+    topic = "mes/v1/org-a/a1/state"
+    waiting = _record(database, topic, b"list waiting", "bad_topic")
+    _record(database, topic, b"list waiting", "bad_topic")  # the same message again
+    done = _record(database, topic, b"list done", "bad_topic")
+    with database.superuser() as conn:
+        conn.execute("UPDATE mes.dead_letters SET replayed_at = now() WHERE id = %s", (done,))
+
+    default = _mes(database, "list", "--reason", "bad_topic")
+    assert default.returncode == 0, default.stderr
+    assert f"#{waiting} bad_topic {topic}" in default.stdout and f"#{done} " not in default.stdout
+    assert re.search(rf"first {ISO_WITH_OFFSET}, seen 2 time\(s\), last {ISO_WITH_OFFSET}\n",
+                     default.stdout)
+    replayed = _mes(database, "list", "--replayed")
+    assert f"#{done} " in replayed.stdout and f"#{waiting} " not in replayed.stdout
+    assert re.search(rf"seen 1 time\(s\), last {ISO_WITH_OFFSET}, replayed {ISO_WITH_OFFSET}",
+                     replayed.stdout)
+    both = _mes(database, "list", "--all")
+    assert f"#{done} " in both.stdout and f"#{waiting} " in both.stdout
+    assert _mes(database, "list", "--all", "--replayed").returncode == 2

@@ -22,6 +22,7 @@ from tests.ingest.helpers import (
     BASE,
     IngestProcess,
     Publisher,
+    UplinkHoldingProxy,
     count_rows,
     gateway_topic,
     healthy,
@@ -74,6 +75,35 @@ def test_sigkill_mid_run_loses_and_doubles_nothing(database: TestDatabase, tenan
     assert at_kill < 30_000, "the kill came too late to test anything"
     assert count_rows(database, "machine_status_history", where, params) == 30_000
     assert count_rows(database, "dead_letters", "topic LIKE %s", ("%gw-a2%",)) == 0
+
+
+def test_bad_message_redelivered_after_sigkill_is_one_dead_letter(
+        database: TestDatabase, tenants: Tenants, broker_server, tmp_path: Path) -> None:
+    require_mosquitto(broker_server)  # amqtt does not redeliver a killed session's messages
+    proxy = UplinkHoldingProxy(broker_server.port)
+    env = ingest_env(database, broker_server, f"ingest-redeliver-{uuid.uuid4().hex[:6]}",
+                     MES_MQTT__SHARE_GROUP="", MES_MQTT__PORT=str(proxy.port))
+    ingest = IngestProcess(env, tmp_path / "ingest.log").start()
+    topic, payload = gateway_topic(tenants, "a1"), f"not json {uuid.uuid4()}".encode()
+    where = ("topic = %s AND payload = %s", (topic, payload))
+    pub = Publisher(broker_server)
+    try:
+        wait_subscribed(database, broker_server, tenants)
+        proxy.hold.set()  # from now on the ingest's PUBACKs never reach the broker
+        pub.publish([(topic, payload)])
+        wait_until(lambda: count_rows(database, "dead_letters", *where) == 1,
+                   what="the dead letter of the first delivery")
+        ingest.kill()  # recorded, never acknowledged: the broker keeps the message
+        proxy.hold.clear()
+        ingest = IngestProcess(env, tmp_path / "ingest.log").start()
+        wait_until(lambda: count_rows(database, "dead_letters", f"{where[0]} AND times_seen = 2",
+                                      where[1]) == 1, what="the redelivery counted")
+    finally:
+        pub.close()
+        if ingest.alive:
+            ingest.terminate()
+        proxy.close()
+    assert count_rows(database, "dead_letters", *where) == 1
 
 
 def test_ingest_down_while_50000_messages_are_published(database: TestDatabase,

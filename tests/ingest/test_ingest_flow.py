@@ -222,3 +222,53 @@ def test_a_retained_bad_message_is_dead_lettered_once(database: TestDatabase, te
     finally:
         pub.client.publish(topic, b"", qos=1, retain=True).wait_for_publish()  # clear it
         pub.close()
+
+
+WRONG_DEPTH = ["mes/v1/org-a/a1/gw-a1/state/extra", "mes/v1/org-a/a1/gw-a1/state/",
+               "mes/v1/org-a/a1/state", "mes/v1/org-a/a1/gw-a1", "mes/v1"]
+
+
+@pytest.mark.parametrize("share_group", ["", "topics"], ids=["plain", "shared"])
+def test_every_topic_under_the_root_is_seen(database: TestDatabase, tenants: Tenants,
+                                            broker_server, start_ingest,
+                                            share_group: str) -> None:
+    group = f"{share_group}{uuid.uuid4().hex[:6]}" if share_group else ""
+    service = start_ingest(broker_server, MES_MQTT__SHARE_GROUP=group)
+    assert service.settings.mqtt.subscription.endswith("mes/v1/#")
+    payload = encode(state_message("gw-a1", 9100, "a1-press", n=1))
+    ours = [(topic, payload + group.encode()) for topic in WRONG_DEPTH]
+    maintenance = ("mes/v1/org-a/a1/maintenance/task", b'{"task": "not the ingest\'s"}')
+    pub = Publisher(broker_server)
+    try:
+        pub.publish([maintenance, *ours])
+    finally:
+        pub.close()
+    wait_until(lambda: service.metrics.sample("ingest_dead_letters_total", reason="bad_topic")
+               == len(WRONG_DEPTH), what="a dead letter per wrong-depth topic")
+    with database.superuser() as conn:
+        letters = dict(conn.execute(
+            "SELECT topic, reason FROM mes.dead_letters WHERE topic = ANY(%s) "
+            "AND payload = %s", (WRONG_DEPTH, payload + group.encode())).fetchall())
+    assert letters == dict.fromkeys(WRONG_DEPTH, "bad_topic")
+    wait_until(lambda: service.metrics.sample("ingest_messages_total", outcome="not_ours") == 1,
+               what="the maintenance task left alone")
+    assert count_rows(database, "dead_letters", "topic LIKE %s", ("%/maintenance/%",)) == 0
+
+
+def test_the_same_bad_payload_twice_is_one_letter_seen_twice(
+        database: TestDatabase, tenants: Tenants, broker_server, start_ingest) -> None:
+    service = start_ingest(broker_server)
+    topic = gateway_topic(tenants, "a1", Kind.COUNTER)
+    payload = f"not json {uuid.uuid4()}".encode()
+    pub = Publisher(broker_server)
+    try:
+        pub.publish([(topic, payload), (topic, payload)])
+    finally:
+        pub.close()
+    wait_until(lambda: service.metrics.sample("ingest_dead_letters_total", reason="malformed")
+               == 2, what="both deliveries refused")
+    with database.superuser() as conn:
+        rows = conn.execute("SELECT times_seen, last_seen_at >= received_at "
+                            "FROM mes.dead_letters WHERE topic = %s AND payload = %s",
+                            (topic, payload)).fetchall()
+    assert rows == [(2, True)]
