@@ -107,7 +107,9 @@ def _reads(
     readings: list[TagReading],
 ) -> Iterator[tuple[datetime, dict[str, Value], dict[str, str]]]:
     """One machine's readings of one batch as reads, in order: a tag seen again starts the next
-    read. A read is stamped with its earliest reading (the closest to what the PLC showed)."""
+    read. A read is stamped with its LATEST reading: a poll of several requests is one read
+    (its state tags judged together), and a value must never carry a time before the PLC could
+    have shown it, so the read takes the reply time of its last request."""
     values: dict[str, Value] = {}
     errors: dict[str, str] = {}
     ts: datetime | None = None
@@ -120,7 +122,7 @@ def _reads(
             values[r.tag] = r.value
         else:
             errors[r.tag] = r.error
-        if ts is None or r.ts < ts:
+        if ts is None or r.ts > ts:
             ts = r.ts
     if ts is not None:
         yield ts, values, errors

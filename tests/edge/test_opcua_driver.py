@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -90,6 +91,41 @@ def test_subscription_delivers_changes_and_polls_refused_nodes(
             await got.wait(lambda: len(got.bad("missing")) >= 2, "polled refused node")
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("timestamps", ["source", "server", "agent"])
+def test_changes_carry_the_sources_timestamp_unless_told_otherwise(
+    opcua_server: OpcUaTestServer, timestamps: str
+) -> None:
+    driver = make_driver(
+        device(opcua_server.endpoint, sampling_interval_ms=20, publishing_interval_ms=50,
+               timestamps=timestamps, max_clock_skew_s=2),
+        bound({"speed": TAGS["speed"]}),
+    )  # fmt: skip
+    plc = datetime.now(UTC) - timedelta(seconds=30)  # a PLC clock 30 s behind ours
+
+    async def main() -> None:
+        async with Running(driver) as got:
+            await got.wait(lambda: bool(got.good("speed")), "the initial value")
+            first = got.good("speed")[0]
+            await asyncio.to_thread(opcua_server.set, "Speed", 77.0, source_ts=plc)
+            await got.wait(lambda: got.good("speed")[-1].value == 77.0, "the change")
+            received = datetime.now(UTC)
+            change = got.good("speed")[-1]
+        # The initial value is the current one, known to hold now: received time, whatever the
+        # SourceTimestamp (when it last changed) says.
+        assert first.ts > plc + timedelta(seconds=25)
+        if timestamps == "source":
+            assert change.ts == plc
+        else:  # the server's clock (ours here) or the agent's: the time of the change
+            assert received - timedelta(seconds=5) < change.ts <= received
+        return None
+
+    asyncio.run(main())
+    skew = driver.health()
+    assert skew.clock_skew_exceeded == (1 if timestamps == "source" else 0)
+    if timestamps == "source":
+        assert skew.clock_skew_s is not None and skew.clock_skew_s > 25
 
 
 def test_poll_mode_reads_in_batches(opcua_server: OpcUaTestServer) -> None:

@@ -17,6 +17,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
+from datetime import datetime
 from typing import Any
 
 from asyncua import Client, ua
@@ -34,6 +35,7 @@ from edge_agent.drivers.opcua.config import (
     SecurityMode,
     SecurityPolicy,
 )
+from edge_agent.drivers.opcua.timestamps import SourceClock
 from edge_agent.drivers.runtime import (
     HealthTracker,
     deliver,
@@ -81,6 +83,8 @@ class OpcUaDriver:
         self._node_ids: dict[str, ua.NodeId] = {}
         self._keys: dict[ua.NodeId, str] = {}
         self._health = HealthTracker()
+        self._clock = SourceClock(device, self._health)
+        self._reported: set[str] = set()  # node ids whose first notification came this session
         self._backoff = Backoff(min(1.0, device.backoff_max_s), device.backoff_max_s)
         self._lost: asyncio.Event | None = None
         self._lost_reason = ""
@@ -206,6 +210,7 @@ class OpcUaDriver:
             )
             return None, keys
         refused: list[str] = []
+        self._reported = set()
         step = d.workarounds.max_items_per_subscribe
         for i in range(0, len(keys), step):
             batch = keys[i : i + step]
@@ -291,7 +296,7 @@ class OpcUaDriver:
                 readings += self._readings(key, dv, ts)
         return readings
 
-    def _readings(self, key: str, dv: ua.DataValue, ts: Any) -> list[TagReading]:
+    def _readings(self, key: str, dv: ua.DataValue, ts: datetime) -> list[TagReading]:
         status = dv.StatusCode
         if status is not None and not status.is_good():
             return failed(self._by_node[key], f"bad status {status.name}", ts)
@@ -317,7 +322,13 @@ class OpcUaDriver:
         key = self._keys.get(event.node.nodeid)
         if key is None:
             return
-        self._pending += self._readings(key, event.data.monitored_item.Value, now())
+        dv = event.data.monitored_item.Value
+        ts = now()
+        if key in self._reported:  # a change: the source's time (drivers.opcua.timestamps)
+            ts = self._clock.stamp(dv, ts)
+        else:  # the current value, reported on subscribing: known to hold now
+            self._reported.add(key)
+        self._pending += self._readings(key, dv, ts)
         if len(self._pending) == 1:
             # `_consume` takes every queued notification without yielding to the loop, so
             # this runs once they are all in: one batch per publish response.
