@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -214,3 +215,41 @@ def test_secured_endpoint_with_certificates_and_user(pki: dict[str, CertFiles]) 
         asyncio.run(main())
     finally:
         server.stop()
+
+
+def test_server_down_is_counted_and_logged_once_without_asyncua_tracebacks(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = OpcUaTestServer()
+    server.start()
+    driver = make_driver(
+        device(server.endpoint, sampling_interval_ms=20, publishing_interval_ms=50,
+               timeout_s=1, backoff_max_s=0.2),
+        bound({"speed": TAGS["speed"], "state": TAGS["state"]}),
+    )  # fmt: skip
+    publish_log = logging.getLogger("asyncua.client.ua_session.UaSession")
+    publish_log.setLevel(logging.DEBUG)  # conftest quiets asyncua: listen to this one here
+    caplog.set_level(logging.INFO)
+
+    async def main() -> None:
+        async with Running(driver) as got:
+            await got.wait(lambda: bool(got.good("speed")), "first value")
+            await asyncio.to_thread(server.stop)
+            await got.wait(lambda: driver.health().consecutive_errors >= 3, "failed attempts")
+            await asyncio.to_thread(server.start)
+            await got.wait(lambda: len(got.good("speed")) >= 2, "values after restart")
+        bad = got.bad("speed")
+        # One failed read per tag per failed attempt, counted as Modbus counts a failed poll.
+        assert driver.health().read_errors == len(bad) + len(got.bad("state")) >= 6
+        assert "cannot connect to" in (bad[-1].error or "")
+
+    try:
+        asyncio.run(main())
+    finally:
+        publish_log.setLevel(logging.NOTSET)
+        server.stop()
+    lost = [r for r in caplog.records if "unreachable" in r.getMessage()]
+    assert len(lost) == 1 and lost[0].levelno == logging.WARNING
+    assert any("reachable again" in r.getMessage() for r in caplog.records)
+    assert not [r for r in caplog.records if r.getMessage().startswith("Publish iteration")]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

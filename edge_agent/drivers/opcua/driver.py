@@ -35,6 +35,7 @@ from edge_agent.drivers.opcua.config import (
     SecurityMode,
     SecurityPolicy,
 )
+from edge_agent.drivers.opcua.errors import describe, quiet_asyncua
 from edge_agent.drivers.opcua.timestamps import SourceClock
 from edge_agent.drivers.runtime import (
     HealthTracker,
@@ -101,28 +102,38 @@ class OpcUaDriver:
             readings = await self._read(client, list(self._by_node))
         except Exception as e:  # any failure of this device is its tags' error, not the caller's
             await self.close()
-            readings = failed(self._tags, _describe(e))
+            readings = failed(self._tags, describe(e, self.device.endpoint))
         self._health.record(readings)
         return readings
 
     async def run(self, sink: Sink, stop: asyncio.Event) -> None:
+        """Acquire until `stop`. A lost connection, and each failed attempt to get it back,
+        is one failed read of every tag (counted in `read_errors`, as a Modbus poll that cannot
+        reach its unit); the loss is logged once, as one line, and so is the recovery."""
+        quiet_asyncua()
         self._sink = sink
         try:
             while not stop.is_set():
                 try:
                     await self._session(sink, stop)
                 except (OSError, TimeoutError, ConnectionError, ConnectionLost, ua.UaError) as e:
-                    error = _describe(e)
-                    log.warning(
-                        "opcua connection lost", extra={"device": self.name, "error": error}
-                    )
+                    error = describe(e, self.device.endpoint)
+                    if isinstance(e, ConnectionLost):  # already described
+                        error = str(e) or f"connection to {self.device.endpoint} lost"
+                    if self._health.consecutive_errors == 0:
+                        log.warning(
+                            "opcua server unreachable; retrying",
+                            extra={"device": self.name, "error": error},
+                        )
                 except Exception as e:  # a bug must not end acquisition for good
-                    error = f"internal error: {_describe(e)}"
+                    error = f"internal error: {describe(e, self.device.endpoint)}"
                     log.exception("opcua session failed", extra={"device": self.name})
                 else:
                     return
                 self._health.consecutive_errors += 1
-                self._emit(failed(self._tags, error))
+                readings = failed(self._tags, error)
+                self._health.record(readings)
+                self._emit(readings)
                 await self.close()
                 if await sleep_or_stop(stop, self._backoff.delay()):
                     return
@@ -165,6 +176,8 @@ class OpcUaDriver:
                 if sub is not None:
                     consumer = asyncio.create_task(self._consume(sub), name=f"{self.name}/sub")
             self._backoff.reset()
+            if self._health.consecutive_errors:
+                log.info("opcua server reachable again", extra={"device": self.name})
             self._health.consecutive_errors = 0
             while True:
                 if polled:
@@ -275,7 +288,7 @@ class OpcUaDriver:
         return out
 
     async def _on_connection_lost(self, exc: Exception) -> None:
-        self._lost_reason = _describe(exc)
+        self._lost_reason = describe(exc, self.device.endpoint)
         if self._lost is not None:
             self._lost.set()
 
@@ -389,7 +402,3 @@ def _certificate_uri(data: bytes) -> str:
         raise ValueError("the client certificate has no application URI; set application_uri")
     return uris[0]
 
-
-def _describe(e: BaseException) -> str:
-    text = str(e)
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
