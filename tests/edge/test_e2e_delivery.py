@@ -36,6 +36,7 @@ from tests.edge.e2e_helpers import (
     published_since,
     records_in_order,
     sim_map,
+    spans_until_stopped,
     truth_from,
     truth_spans,
     unique_messages,
@@ -108,7 +109,7 @@ def test_broker_outage_loses_nothing(broker: BrokerServer, tmp_path: Path) -> No
     assert len(records) == sum(agent.records_out.values())  # every record handed over arrived
     _check_order(records)
     for machine in sim.machines:
-        got = agent_spans(records, machine)
+        got = spans_until_stopped(records, machine)
         want = truth_from(truth_spans(truth, machine), got[0].ts)
         assert [s.state for s in got] == [s.state for s in want], machine
 
