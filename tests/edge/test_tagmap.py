@@ -124,6 +124,10 @@ BAD_MAPS = {
         _set(["gateway", "plant"], "Plant 1"),
         ["gateway.plant", "should match pattern"],
     ),
+    "pipelined modbus requests": (
+        _set(["devices", 0, "max_outstanding_requests"], 4),
+        ["devices[0]", "max_outstanding_requests above 1 is not supported"],
+    ),
     # Codes the ingest would refuse (core.wire.TEXT_RULE) are refused when the map is loaded.
     "machine code with a control character": (
         _set(["machines", 1, "code"], "saw\x07-2"),
