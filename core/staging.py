@@ -89,7 +89,7 @@ _KINDS = (
     _kind(Kind.DOWNTIME, "downtime_event", "downtime_event",
           ("event_id", "uuid"), ("started_at", "timestamptz"), ("ended_at", "timestamptz"),
           ("state", "text"), ("reason_code", "text"), ("category", "text"),
-          ("micro_stop", "bool")),
+          ("micro_stop", "bool"), ("truncated", "bool")),
     _kind(Kind.COUNTER, "machine_counter", "machine_counter",
           ("tag", "text"), ("ts", "timestamptz"), ("value", "float8")),
     _kind(Kind.TELEMETRY, "machine_telemetry", "machine_telemetry",

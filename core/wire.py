@@ -141,6 +141,9 @@ class DowntimeRecord(_Record):
     ended_at: Timestamp | None = None
     reason_code: ReasonCode | None = None
     micro_stop: bool | None = None
+    # An end forced by a data gap or the agent stopping, not by the machine: the stop's real
+    # length is unknown, so it is never a micro-stop. Optional: older agents do not send it.
+    truncated: bool | None = None
 
     def __post_init__(self) -> None:
         if not self.state.is_stop:

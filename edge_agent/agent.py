@@ -29,9 +29,12 @@ milliseconds.
 makes the machine `offline`); the publisher reconnects by itself and the outbox holds the data
 meanwhile: the agent starts and runs with every PLC and the broker unreachable. A driver that
 fails unexpectedly is logged and started again. `run` returns within `shutdown_timeout_s` of
-`stop`: drivers are stopped, snapshots saved, the retained `offline` status published and
-messages in flight given a moment for their PUBACK; what is not acknowledged stays in the
-outbox for the next start.
+`stop`: drivers are stopped, observation ends like a data gap (each machine's open stop ends,
+truncated, at its last good read and the machine goes `offline`: `MachineTracker.stop_observing`),
+snapshots are saved, the retained `offline` status published and messages in flight given a
+moment for their PUBACK; what is not acknowledged stays in the outbox for the next start. A
+restart after a crash ends the stops its snapshots hold open at once, the same way, when the
+agent was down longer than `offline_after_s` (a shorter gap is no gap: the stop carries on).
 """
 
 from __future__ import annotations
@@ -104,7 +107,9 @@ def _reads(
     readings: list[TagReading],
 ) -> Iterator[tuple[datetime, dict[str, Value], dict[str, str]]]:
     """One machine's readings of one batch as reads, in order: a tag seen again starts the next
-    read. A read is stamped with its earliest reading (the closest to what the PLC showed)."""
+    read. A read is stamped with its LATEST reading: a poll of several requests is one read
+    (its state tags judged together), and a value must never carry a time before the PLC could
+    have shown it, so the read takes the reply time of its last request."""
     values: dict[str, Value] = {}
     errors: dict[str, str] = {}
     ts: datetime | None = None
@@ -117,7 +122,7 @@ def _reads(
             values[r.tag] = r.value
         else:
             errors[r.tag] = r.error
-        if ts is None or r.ts < ts:
+        if ts is None or r.ts > ts:
             ts = r.ts
     if ts is not None:
         yield ts, values, errors
@@ -193,6 +198,7 @@ class EdgeAgent:
         tasks: list[asyncio.Task[None]] = []
         try:
             self.publisher.start()
+            self._tick()  # stops left open by a crash longer ago than offline_after_s end now
             tasks = [
                 asyncio.create_task(self._supervise(d, stop), name=f"driver:{name}")
                 for name, d in self.drivers.items()
@@ -234,6 +240,7 @@ class EdgeAgent:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         try:
+            self._stop_observing()
             self._save(self.machines.values(), force=True)
             drain = max(0.5, budget - (time.monotonic() - started) - 0.5)
             await asyncio.to_thread(self.publisher.stop, drain)
@@ -246,6 +253,19 @@ class EdgeAgent:
                 "next_seq": self.outbox.next_seq,
             },
         )
+
+    def _stop_observing(self) -> None:
+        """Observation ends here: open stops end (truncated) at their last good read and every
+        machine goes `offline`, handed to the outbox with the snapshots saying so."""
+        t = now()
+        records: list[Record] = []
+        produced: list[_Machine] = []
+        for machine in self.machines.values():
+            out = machine.tracker.stop_observing(t)
+            if out:
+                records += out
+                produced.append(machine)
+        self._hand_over(records, produced)
 
     async def _supervise(self, driver: Driver, stop: asyncio.Event) -> None:
         """Run a driver; one that fails (it should not) is logged and run again."""

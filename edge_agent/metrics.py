@@ -10,6 +10,8 @@ keep their own counters and this reads them at scrape time.
 | `mes_edge_requests_total` | device | protocol requests issued |
 | `mes_edge_read_latency_seconds` | device | the last request's round trip |
 | `mes_edge_device_connected` | device | 1 while every connection of the device is up |
+| `mes_edge_clock_skew_seconds` | device | the device's last own stamp behind the agent's clock |
+| `mes_edge_clock_skew_exceeded_total` | device | stamps off by more than `max_clock_skew_s` |
 | `mes_edge_machine_state` | machine, state | 1 for the machine's current state |
 | `mes_edge_values_total` | | tag values handed to the trackers |
 | `mes_edge_records_total` | kind | records handed to the outbox |
@@ -80,6 +82,16 @@ class AgentCollector(Collector):
         connected = GaugeMetricFamily(
             _P + "device_connected", "1 while the device's connections are up", labels=["device"]
         )
+        skew = GaugeMetricFamily(
+            _P + "clock_skew_seconds",
+            "How far the device's last own timestamp was behind the agent's clock",
+            labels=["device"],
+        )
+        skewed = CounterMetricFamily(
+            _P + "clock_skew_exceeded",
+            "Device timestamps off by more than max_clock_skew_s",
+            labels=["device"],
+        )
         for name, driver in self._agent.drivers.items():
             h = driver.health()
             reads.add_metric([name], h.reads)
@@ -88,11 +100,14 @@ class AgentCollector(Collector):
             if h.last_latency_s is not None:
                 latency.add_metric([name], h.last_latency_s)
             connected.add_metric([name], 1.0 if h.connected else 0.0)
+            if h.clock_skew_s is not None:
+                skew.add_metric([name], h.clock_skew_s)
+            skewed.add_metric([name], h.clock_skew_exceeded)
         restarts = CounterMetricFamily(
             _P + "driver_restarts", "Drivers that failed and were started again"
         )
         restarts.add_metric([], self._agent.driver_restarts)
-        yield from (reads, errors, requests, latency, connected, restarts)
+        yield from (reads, errors, requests, latency, connected, skew, skewed, restarts)
 
     def _machines(self) -> Iterator[Metric]:
         state = GaugeMetricFamily(

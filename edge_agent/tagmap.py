@@ -20,6 +20,7 @@ from typing import Annotated, Any
 
 import yaml
 from pydantic import (
+    AfterValidator,
     Field,
     TypeAdapter,
     ValidationError,
@@ -34,7 +35,7 @@ from core.config_errors import ConfigError, describe
 from core.config_model import StrictModel
 from core.wire import CODE_PATTERN
 from edge_agent.delivery.settings import BrokerConfig, OutboxConfig
-from edge_agent.derivation.rules import MachineRules
+from edge_agent.derivation.rules import MachineRules, wire_text
 from edge_agent.drivers.base import BoundTag
 from edge_agent.drivers.registry import Loc, protocols
 
@@ -71,7 +72,7 @@ class GatewayIdentity(StrictModel):
 class MachineConfig(StrictModel):
     """A machine: the device its tags are read from, the tags, and its state rules."""
 
-    code: str = Field(min_length=1, max_length=64)
+    code: Annotated[str, Field(min_length=1, max_length=64), AfterValidator(wire_text)]
     name: str | None = None
     device: str = Field(min_length=1)
     tags: dict[str, TagConfig] = Field(min_length=1)
@@ -96,6 +97,7 @@ class MachineConfig(StrictModel):
         for name in tags:
             if not 1 <= len(name) <= 128:
                 raise ValueError(f"tag name {name!r} must be 1 to 128 characters")
+            wire_text(name)
         return tags
 
 

@@ -93,7 +93,7 @@ def test_every_kind_writes_under_plant_context(app: psycopg.Connection,
     rows = {
         "machine_status": [(a.id, p, m, ts, "fault", "E42")],
         "downtime_event": [(a.id, p, m, uuid.uuid4(), ts, None, "fault", "E42", "unplanned",
-                            None)],
+                            None, None)],
         "machine_counter": [(a.id, p, m, "cycles", ts, 1234.0)],
         "machine_telemetry": [(a.id, p, m, "speed", ts, 99.5)],
     }
@@ -108,28 +108,28 @@ def test_downtime_upsert_end_before_start_is_kept(app: psycopg.Connection,
     m, p = a.machines["a1"], a.machine_plant["a1"]
     event, start = uuid.uuid4(), T0 + timedelta(days=3)
     end = start + timedelta(seconds=42)
-    end_row = (a.id, p, m, event, start, end, "fault", "E7", "unplanned", False)
-    start_row = (a.id, p, m, event, start, None, "fault", "E7", "unplanned", None)
+    end_row = (a.id, p, m, event, start, end, "fault", "E7", "unplanned", False, True)
+    start_row = (a.id, p, m, event, start, None, "fault", "E7", "unplanned", None, None)
     with tenant_transaction(app, Tenant(a.id)):
         assert write_staged(app, "downtime_event", [end_row]) == 1
     with tenant_transaction(app, Tenant(a.id)):
         assert write_staged(app, "downtime_event", [start_row]) == 0  # changes nothing
-        got = app.execute("SELECT ended_at, micro_stop FROM mes.v_downtime_event "
+        got = app.execute("SELECT ended_at, micro_stop, truncated FROM mes.v_downtime_event "
                           "WHERE event_id = %s", (event,)).fetchall()
-    assert got == [(end, False)]
+    assert got == [(end, False, True)]
     # Start then end in one batch: one row, closed.
     event2 = uuid.uuid4()
     with tenant_transaction(app, Tenant(a.id)):
         n = write_staged(app, "downtime_event", [
-            (a.id, p, m, event2, start, None, "fault", None, "unplanned", None),
-            (a.id, p, m, event2, start, end, "fault", "E9", "unplanned", True)])
+            (a.id, p, m, event2, start, None, "fault", None, "unplanned", None, None),
+            (a.id, p, m, event2, start, end, "fault", "E9", "unplanned", True, False)])
         got = app.execute("SELECT ended_at, reason_code FROM mes.v_downtime_event "
                           "WHERE event_id = %s", (event2,)).fetchall()
     assert n == 1 and got == [(end, "E9")]
     # A reason that arrives after the start (the edge re-sends the open event) is taken;
     # a replay of the bare start does not erase it.
     event3 = uuid.uuid4()
-    bare = (a.id, p, m, event3, start, None, "fault", None, "unplanned", None)
+    bare = (a.id, p, m, event3, start, None, "fault", None, "unplanned", None, None)
     with tenant_transaction(app, Tenant(a.id)):
         write_staged(app, "downtime_event", [bare])
     with tenant_transaction(app, Tenant(a.id)):

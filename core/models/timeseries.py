@@ -34,6 +34,7 @@ class DowntimeEvent(TimeSeriesRow, Base):
     reason_code: Mapped[str | None] = mapped_column(Text)
     category: Mapped[str] = mapped_column(Text)
     micro_stop: Mapped[bool | None]
+    truncated: Mapped[bool | None]  # sql/0010
     updated_at: Mapped[datetime] = mapped_column(server_default=NOW)
 
 

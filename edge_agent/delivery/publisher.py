@@ -131,9 +131,9 @@ class Publisher:
         self._thread.start()
 
     def stop(self, drain_timeout: float = 5.0) -> None:
-        """Publish the retained `offline` status, wait up to `drain_timeout` for PUBACKs of the
-        messages in flight, disconnect and end the thread. What is not acknowledged stays in the
-        outbox for the next start."""
+        """Publish what the outbox holds and the retained `offline` status, wait up to
+        `drain_timeout` for their PUBACKs, disconnect and end the thread. What is not
+        acknowledged stays in the outbox for the next start."""
         self._drain_timeout = drain_timeout
         self._stopping.set()
         if self._thread.is_alive():
@@ -286,6 +286,10 @@ class Publisher:
 
     def _shutdown(self) -> None:
         if self.state is ConnectionState.CONNECTED:
+            # What the agent handed over last (its machines going offline) is sent too, within
+            # the drain time; the rest stays in the outbox.
+            self.outbox.mark_due()
+            self._fill_window()
             offline = GatewayStatus(
                 v=1, gateway=self.gateway, status="offline", ts=datetime.now(UTC)
             )
@@ -302,6 +306,8 @@ class Publisher:
             ):
                 if self._client.loop(timeout=0.1) != mqtt.MQTT_ERR_SUCCESS:
                     break
+                if self.state is ConnectionState.CONNECTED:
+                    self._fill_window()
             self._client.disconnect()
         self.state = ConnectionState.DISCONNECTED
         self.outbox.flush()

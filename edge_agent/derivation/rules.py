@@ -38,13 +38,22 @@ from enum import IntEnum, StrEnum
 from functools import cached_property
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from core.config_model import StrictModel, finite
-from core.wire import DowntimeCategory, MachineState
+from core.wire import TEXT_RULE, DowntimeCategory, MachineState, is_text
 
-TagRef = Annotated[str, Field(min_length=1, max_length=128)]
-ReasonCodeStr = Annotated[str, Field(min_length=1, max_length=64)]
+
+def wire_text(value: str) -> str:
+    """A code the wire accepts (core.wire.is_text), refused here rather than by the ingest."""
+    if not is_text(value):
+        raise ValueError(f"{value!r} must be {TEXT_RULE} (the ingest refuses anything else)")
+    return value
+
+
+# Lengths as core.wire's TagName and ReasonCode.
+TagRef = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(wire_text)]
+ReasonCodeStr = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(wire_text)]
 Code = int | str
 """A PLC state, fault or stop code after `normalise_code`."""
 

@@ -30,8 +30,11 @@ the root cause is kept when the code changes again during the same stop.
   good one, or, when no read came back at all (a silent driver, the agent itself down), the last
   good read + `offline_after_s`. Until then the last state holds, as it does between any two
   reads, so the state timeline and the downtime can differ by up to that much at a gap;
+- the stop's end is forced by the gap, not by the machine: it is sent `truncated`, and a
+  truncated stop is never a micro-stop (its real length is unknown);
 - when reads succeed again, the state they show is recorded at that read and opens a new event
   if it is a stop: a stop interrupted by a gap is two events (the gap between is unknown time).
+`stop_observing` (the agent shutting down) ends observation the same way, at once.
 An unmapped state code can also give `offline` (see `rules`): that is a state change like any
 other, stamped with the read that showed it.
 
@@ -112,12 +115,19 @@ class OpenStop:
     category: DowntimeCategory
 
     def record(
-        self, machine: str, ended_at: datetime | None = None, micro_below_s: float = 0.0
+        self,
+        machine: str,
+        ended_at: datetime | None = None,
+        micro_below_s: float = 0.0,
+        *,
+        truncated: bool = False,
     ) -> DowntimeRecord:
-        """The event's record: open, or ended at `ended_at` with its micro-stop flag."""
-        micro = None
+        """The event's record: open, or ended at `ended_at` with its micro-stop and truncated
+        flags (a truncated stop's length is unknown, so it is never a micro-stop)."""
+        micro = cut = None
         if ended_at is not None:
-            micro = (ended_at - self.started_at).total_seconds() < micro_below_s
+            cut = truncated
+            micro = not cut and (ended_at - self.started_at).total_seconds() < micro_below_s
         return DowntimeRecord(
             event_id=self.event_id,
             machine=machine,
@@ -127,6 +137,7 @@ class OpenStop:
             ended_at=ended_at,
             reason_code=self.reason,
             micro_stop=micro,
+            truncated=cut,
         )
 
 
@@ -227,6 +238,23 @@ class MachineTracker:
             out.extend(telemetry.flush(now))
         return out
 
+    def stop_observing(self, now: datetime) -> list[Record]:
+        """The agent stops watching (shutdown): end observation as a data gap would, noticed
+        at `now`. The open stop ends, truncated, at the last good read and the machine is
+        `offline` from the first failed read since, else from `now` (never before a state or
+        heartbeat already recorded). Reads after this start afresh, as after any gap."""
+        now = _aware(now)
+        out: list[Record] = []
+        self._check_offline(now, out)
+        if self._no_data or self._state is None:  # already a gap, or nothing ever known
+            return out
+        at = self._gap_start or now
+        if self._last_state_ts is not None and at <= self._last_state_ts:
+            at = self._last_state_ts + _US
+        self._heartbeats(at, out, inclusive=False)
+        self._go_offline(at, out)
+        return out
+
     # --------------------------------------------------------------------------- internals
 
     def _good_read(self, ts: datetime, state: MachineState, out: list[Record]) -> None:
@@ -254,9 +282,13 @@ class MachineTracker:
             self._emit_state(ts, out)
         self._heartbeats(ts, out, inclusive=True)
 
-    def _end_stop(self, ended_at: datetime, out: list[Record]) -> None:
+    def _end_stop(self, ended_at: datetime, out: list[Record], *, truncated: bool = False) -> None:
         assert self._stop is not None
-        out.append(self._stop.record(self.code, ended_at, self.rules.micro_stop_below_s))
+        out.append(
+            self._stop.record(
+                self.code, ended_at, self.rules.micro_stop_below_s, truncated=truncated
+            )
+        )
         self._stop = None
 
     def _check_offline(self, now: datetime, out: list[Record]) -> None:
@@ -268,9 +300,14 @@ class MachineTracker:
             return
         at = self._gap_start or since + patience
         self._heartbeats(at, out, inclusive=False)
+        self._go_offline(at, out)
+
+    def _go_offline(self, at: datetime, out: list[Record]) -> None:
+        """Observation ended (a gap, or the agent stopping): the open stop ends, truncated, at
+        the last good read, and the machine is `offline` from `at`."""
         if self._stop is not None:
             assert self._last_good is not None  # a stop is only opened by a good read
-            self._end_stop(self._last_good, out)
+            self._end_stop(self._last_good, out, truncated=True)
         self._no_data, self._gap_start = True, None
         if self._state != MachineState.OFFLINE:
             self._state = MachineState.OFFLINE

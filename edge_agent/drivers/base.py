@@ -21,7 +21,8 @@ Value = bool | int | float | str | None
 
 @dataclass(frozen=True, slots=True)
 class TagReading:
-    """A tag's value at `ts` (UTC, taken at read time); on failure `value` is None, `error` set."""
+    """A tag's value at `ts` (UTC: when the PLC showed it, never earlier; see the drivers); on
+    failure `value` is None, `error` set."""
 
     machine: str
     tag: str
@@ -48,6 +49,9 @@ class DriverHealth:
     """A snapshot of a driver's connection and counters (for metrics and `mes edge check`).
 
     `reads` and `read_errors` count tag values; `requests` counts protocol requests issued.
+    `clock_skew_s` is how far the device's last stamp was behind the agent's clock (negative:
+    ahead), `clock_skew_exceeded` how many stamps were off by more than the device allows
+    (devices that stamp values themselves: OPC UA).
     """
 
     connected: bool
@@ -58,6 +62,8 @@ class DriverHealth:
     last_error: str | None
     requests: int
     last_latency_s: float | None
+    clock_skew_s: float | None = None
+    clock_skew_exceeded: int = 0
 
 
 class Driver(Protocol):

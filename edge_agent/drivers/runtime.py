@@ -13,7 +13,8 @@ log = logging.getLogger(__name__)
 
 
 def now() -> datetime:
-    """The agent's clock, UTC: every reading is stamped with it at read time."""
+    """The agent's clock, UTC: a reading's receive time (what a value is stamped with unless
+    its source gives the instant it changed: drivers.opcua.timestamps)."""
     return datetime.now(UTC)
 
 
@@ -35,6 +36,8 @@ class HealthTracker:
         self.last_error: str | None = None
         self.requests = 0
         self.last_latency_s: float | None = None
+        self.clock_skew_s: float | None = None
+        self.clock_skew_exceeded = 0
 
     def request(self, latency_s: float) -> None:
         self.requests += 1
@@ -60,6 +63,8 @@ class HealthTracker:
             last_error=self.last_error,
             requests=self.requests,
             last_latency_s=self.last_latency_s,
+            clock_skew_s=self.clock_skew_s,
+            clock_skew_exceeded=self.clock_skew_exceeded,
         )
 
 
@@ -77,6 +82,7 @@ def combine(parts: list[DriverHealth]) -> DriverHealth:
         last_error=errors[-1] if errors else None,
         requests=sum(p.requests for p in parts),
         last_latency_s=max(latencies) if latencies else None,
+        clock_skew_exceeded=sum(p.clock_skew_exceeded for p in parts),
     )
 
 

@@ -13,6 +13,7 @@ import logging
 import threading
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -283,11 +284,16 @@ class OpcUaTestServer:
         await server.start()
         return server
 
-    def set(self, name: str, value: Any) -> None:
-        """Write a variable's value on the server (subscribers see a data change)."""
+    def set(self, name: str, value: Any, *, source_ts: datetime | None = None) -> None:
+        """Write a variable's value on the server (subscribers see a data change); with
+        `source_ts`, the value carries that SourceTimestamp, as a PLC's own clock would."""
         assert self._loop is not None and self._server is not None
         self.values[name] = value
         node = self._server.get_node(f"ns=2;s=Line1.{name}")
+        if source_ts is not None:
+            variant = value if isinstance(value, ua.Variant) else ua.Variant(value)
+            value = ua.DataValue(variant, SourceTimestamp=source_ts,
+                                 ServerTimestamp=datetime.now(UTC))  # fmt: skip
         self._loop.call(node.write_value(value))
 
     def stop(self) -> None:

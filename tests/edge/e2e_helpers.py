@@ -229,6 +229,16 @@ def agent_spans(records: list[Any], machine: str) -> list[Span]:
     return spans
 
 
+def spans_until_stopped(records: list[Any], machine: str) -> list[Span]:
+    """The spans of a machine whose agent was stopped, without the `offline` that stopping
+    recorded (checked here): the last span observed is left open, as when the agent stopped."""
+    *seen, stopped = agent_spans(records, machine)
+    assert stopped.state is MachineState.OFFLINE and stopped.until is None, (machine, stopped)
+    assert seen, machine
+    seen[-1] = Span(seen[-1].state, seen[-1].ts, None)
+    return seen
+
+
 def events_of(records: list[Any], machine: str) -> list[DowntimeRecord]:
     """Each downtime event of `machine` as its last record, by start time."""
     last: dict[uuid.UUID, DowntimeRecord] = {}

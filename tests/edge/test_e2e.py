@@ -23,13 +23,13 @@ from mes.sim.handle import SimulatorHandle
 from tests.edge.e2e_helpers import (
     AgentThread,
     Span,
-    agent_spans,
     check_natural_keys,
     drain_and_stop,
     events_of,
     first_run,
     records_in_order,
     sim_map,
+    spans_until_stopped,
     truth_from,
     truth_spans,
     wait_published_where_truth_ends,
@@ -115,7 +115,7 @@ def test_published_records_match_the_simulators_truth(
     check_natural_keys(records)
     micro_checked = 0
     for machine in sim.machines:
-        got = agent_spans(records, machine)
+        got = spans_until_stopped(records, machine)
         want = truth_from(truth_spans(truth, machine), got[0].ts)
         assert [s.state for s in got] == [s.state for s in want], machine
         for seen, real in zip(got[1:], want[1:], strict=True):
@@ -133,7 +133,12 @@ def _check_downtime(records: list[Any], machine: str, got: list[Span], want: lis
     assert len(events) == len(stops), machine
     judged = 0
     for event, (seen, real) in zip(events, stops, strict=True):
-        assert event.started_at == seen.ts and event.ended_at == seen.until, (machine, event)
+        assert event.started_at == seen.ts, (machine, event)
+        if seen.until is None:  # in force when the agent stopped: ended then, cut short
+            assert event.truncated and event.ended_at is not None, (machine, event)
+            assert event.micro_stop is False, (machine, event)
+        else:
+            assert event.ended_at == seen.until and not event.truncated, (machine, event)
         assert (event.state, event.reason_code, event.category.value) == (
             real.state, real.reason_code, real.category
         ), (machine, event, real)  # fmt: skip
@@ -224,7 +229,7 @@ def test_plc_outage_is_a_gap_not_a_stop(
     check_natural_keys(records)
     slack = timedelta(seconds=0.5)
     for machine in sim.machines:
-        spans = agent_spans(records, machine)
+        spans = spans_until_stopped(records, machine)
         offline = [s for s in spans if s.state is MachineState.OFFLINE]
         assert len(offline) == 1, (machine, spans)
         gap = offline[0]
@@ -236,11 +241,12 @@ def test_plc_outage_is_a_gap_not_a_stop(
             assert not (down + slack < event.started_at < up), (machine, event)
             if event.started_at < down:
                 assert event.ended_at is not None and event.ended_at <= down + slack
+                assert event.truncated and not event.micro_stop, (machine, event)  # cut short
         downtime_states = [r.state for r in records
                            if isinstance(r, DowntimeRecord) and r.machine == machine]  # fmt: skip
         assert MachineState.OFFLINE not in downtime_states
     for machine in sim.info["opcua_machines"]:
-        got = agent_spans(records, machine)
+        got = spans_until_stopped(records, machine)
         for real in truth_spans(truth, machine):
             if real.ts > recovered:  # seen through the re-established subscription
                 assert any(seen.state == real.state and timedelta(0) <= seen.ts - real.ts < LAG

@@ -22,7 +22,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from core.wire import CounterRecord, DowntimeRecord, Kind, StateRecord
+from core.wire import CounterRecord, DowntimeRecord, Kind, MachineState, StateRecord
 from edge_agent.delivery.outbox import RECORD_TYPES
 from mes.services.broker import PROJECT_ROOT, BrokerServer
 from mes.services.ports import free_port
@@ -36,6 +36,7 @@ from tests.edge.e2e_helpers import (
     published_since,
     records_in_order,
     sim_map,
+    spans_until_stopped,
     truth_from,
     truth_spans,
     unique_messages,
@@ -108,7 +109,7 @@ def test_broker_outage_loses_nothing(broker: BrokerServer, tmp_path: Path) -> No
     assert len(records) == sum(agent.records_out.values())  # every record handed over arrived
     _check_order(records)
     for machine in sim.machines:
-        got = agent_spans(records, machine)
+        got = spans_until_stopped(records, machine)
         want = truth_from(truth_spans(truth, machine), got[0].ts)
         assert [s.state for s in got] == [s.state for s in want], machine
 
@@ -224,3 +225,78 @@ def test_sigkill_replays_the_outbox(broker: BrokerServer, tmp_path: Path) -> Non
             if real.ts < killed - margin or real.ts > restarted + margin:
                 assert any(seen.state == real.state and timedelta(0) <= seen.ts - real.ts < LAG
                            for seen in got), (machine, real)  # fmt: skip
+
+
+def _stopped_machines(port: int) -> set[str]:
+    """Machines the running agent reports in a stop state."""
+    machines = (_health(port) or {}).get("machines", {})
+    return {m for m, s in machines.items() if s is not None and MachineState(s).is_stop}
+
+
+def _last_event(records: list[Any], machine: str) -> DowntimeRecord:
+    return [r for r in records if isinstance(r, DowntimeRecord) and r.machine == machine][-1]
+
+
+@pytest.mark.parametrize("how", ["sigterm", "sigkill"])
+def test_stopping_the_agent_leaves_no_open_stop(
+    broker: BrokerServer, tmp_path: Path, how: str
+) -> None:
+    outbox, log = tmp_path / "outbox.sqlite", tmp_path / "agent.log"
+    offline_after_s = 1.0
+    with SimulatorHandle(sim_config(tmp_path), process=True) as sim:
+        data = sim_map(sim, broker.port, outbox, offline_after_s=offline_after_s)
+        tag_map = tmp_path / "map.yaml"
+        write_map(tag_map, data)
+        collector = Collector(broker.host, broker.port, persistent=True)
+        try:
+            with _agent_process(tag_map, log) as (agent, port):
+                wait_until(lambda: bool(_stopped_machines(port)), 30, "a machine in a stop")
+                sim.pause()  # the stop stays open from here on
+                time.sleep(0.5)
+                stopped = _stopped_machines(port)
+                assert stopped
+                wait_until(lambda: {m for m in stopped
+                                    if _last_event(collector.records(), m).ended_at is None}
+                           == stopped, 20, "the open stops to be published")  # fmt: skip
+                open_ids = {m: _last_event(collector.records(), m).event_id for m in stopped}
+                if how == "sigterm":
+                    agent.send_signal(signal.SIGTERM)
+                    assert agent.wait(30) == 0, log.read_text()[-3000:]
+                else:
+                    agent.send_signal(signal.SIGKILL)
+                    agent.wait()
+            if how == "sigkill":  # the stops stay open until a restart finds them
+                time.sleep(offline_after_s * 2)
+                with _agent_process(tag_map, log) as (again, port):
+                    wait_until(lambda: all(_ended(collector, m, open_ids[m]) for m in stopped),
+                               20, "the restart to close the stops")  # fmt: skip
+                    again.send_signal(signal.SIGTERM)
+                    assert again.wait(30) == 0, log.read_text()[-3000:]
+            wait_until(lambda: all(_ended(collector, m, open_ids[m]) for m in stopped), 20,
+                       "the closed stops to arrive")  # fmt: skip
+            wait_until(lambda: all(_went_offline(collector, m) for m in stopped), 20,
+                       "every stopped machine's offline state")  # fmt: skip
+        finally:
+            collector.close()
+
+    records = records_in_order(collector)
+    for machine in stopped:
+        end = _closing(records, machine, open_ids[machine])
+        assert end.truncated is True and end.micro_stop is False, end
+        assert end.ended_at is not None and end.ended_at >= end.started_at
+
+
+def _closing(records: list[Any], machine: str, event_id: Any) -> DowntimeRecord:
+    (end,) = [r for r in records if isinstance(r, DowntimeRecord) and r.machine == machine
+              and r.event_id == event_id and r.ended_at is not None]  # fmt: skip
+    return end
+
+
+def _ended(collector: Collector, machine: str, event_id: Any) -> bool:
+    return any(isinstance(r, DowntimeRecord) and r.machine == machine and r.event_id == event_id
+               and r.ended_at is not None for r in collector.records())  # fmt: skip
+
+
+def _went_offline(collector: Collector, machine: str) -> bool:
+    return any(isinstance(r, StateRecord) and r.machine == machine
+               and r.state is MachineState.OFFLINE for r in collector.records())  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -180,3 +181,22 @@ def test_pulled_cable_is_detected_and_recovered(
             await got.wait(lambda: len(got.good("count")) > before, "values after reconnecting")
 
     asyncio.run(main())
+
+
+def test_each_request_is_stamped_with_its_own_reply(modbus_server: ModbusTestServer) -> None:
+    # Four tables on unit 1: four requests in sequence, each reply after the one before.
+    tags = bound({k: TAGS[k] for k in ("count", "temp", "motor_on", "door_open")})
+    driver = make_driver(device(modbus_server.port), tags)
+    assert isinstance(driver, ModbusDriver)
+
+    async def main() -> list[Any]:
+        sent = datetime.now(UTC)
+        readings = await driver.read_once()
+        await driver.close()
+        assert all(r.error is None and r.ts > sent for r in readings)
+        return readings
+
+    stamps = {r.tag: r.ts for r in asyncio.run(main())}
+    times = [stamps[tags[req.tags[0].index].tag] for req in driver.plan]
+    assert len(times) == 4
+    assert times == sorted(times) and len(set(times)) == 4, times  # not the earliest reply

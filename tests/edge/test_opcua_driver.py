@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -92,6 +94,41 @@ def test_subscription_delivers_changes_and_polls_refused_nodes(
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("timestamps", ["source", "server", "agent"])
+def test_changes_carry_the_sources_timestamp_unless_told_otherwise(
+    opcua_server: OpcUaTestServer, timestamps: str
+) -> None:
+    driver = make_driver(
+        device(opcua_server.endpoint, sampling_interval_ms=20, publishing_interval_ms=50,
+               timestamps=timestamps, max_clock_skew_s=2),
+        bound({"speed": TAGS["speed"]}),
+    )  # fmt: skip
+    plc = datetime.now(UTC) - timedelta(seconds=30)  # a PLC clock 30 s behind ours
+
+    async def main() -> None:
+        async with Running(driver) as got:
+            await got.wait(lambda: bool(got.good("speed")), "the initial value")
+            first = got.good("speed")[0]
+            await asyncio.to_thread(opcua_server.set, "Speed", 77.0, source_ts=plc)
+            await got.wait(lambda: got.good("speed")[-1].value == 77.0, "the change")
+            received = datetime.now(UTC)
+            change = got.good("speed")[-1]
+        # The initial value is the current one, known to hold now: received time, whatever the
+        # SourceTimestamp (when it last changed) says.
+        assert first.ts > plc + timedelta(seconds=25)
+        if timestamps == "source":
+            assert change.ts == plc
+        else:  # the server's clock (ours here) or the agent's: the time of the change
+            assert received - timedelta(seconds=5) < change.ts <= received
+        return None
+
+    asyncio.run(main())
+    skew = driver.health()
+    assert skew.clock_skew_exceeded == (1 if timestamps == "source" else 0)
+    if timestamps == "source":
+        assert skew.clock_skew_s is not None and skew.clock_skew_s > 25
+
+
 def test_poll_mode_reads_in_batches(opcua_server: OpcUaTestServer) -> None:
     driver = make_driver(
         device(opcua_server.endpoint, mode="poll", poll_interval_s=0.05,
@@ -178,3 +215,41 @@ def test_secured_endpoint_with_certificates_and_user(pki: dict[str, CertFiles]) 
         asyncio.run(main())
     finally:
         server.stop()
+
+
+def test_server_down_is_counted_and_logged_once_without_asyncua_tracebacks(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = OpcUaTestServer()
+    server.start()
+    driver = make_driver(
+        device(server.endpoint, sampling_interval_ms=20, publishing_interval_ms=50,
+               timeout_s=1, backoff_max_s=0.2),
+        bound({"speed": TAGS["speed"], "state": TAGS["state"]}),
+    )  # fmt: skip
+    publish_log = logging.getLogger("asyncua.client.ua_session.UaSession")
+    publish_log.setLevel(logging.DEBUG)  # conftest quiets asyncua: listen to this one here
+    caplog.set_level(logging.INFO)
+
+    async def main() -> None:
+        async with Running(driver) as got:
+            await got.wait(lambda: bool(got.good("speed")), "first value")
+            await asyncio.to_thread(server.stop)
+            await got.wait(lambda: driver.health().consecutive_errors >= 3, "failed attempts")
+            await asyncio.to_thread(server.start)
+            await got.wait(lambda: len(got.good("speed")) >= 2, "values after restart")
+        bad = got.bad("speed")
+        # One failed read per tag per failed attempt, counted as Modbus counts a failed poll.
+        assert driver.health().read_errors == len(bad) + len(got.bad("state")) >= 6
+        assert "cannot connect to" in (bad[-1].error or "")
+
+    try:
+        asyncio.run(main())
+    finally:
+        publish_log.setLevel(logging.NOTSET)
+        server.stop()
+    lost = [r for r in caplog.records if "unreachable" in r.getMessage()]
+    assert len(lost) == 1 and lost[0].levelno == logging.WARNING
+    assert any("reachable again" in r.getMessage() for r in caplog.records)
+    assert not [r for r in caplog.records if r.getMessage().startswith("Publish iteration")]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -160,6 +160,7 @@ def test_downtime_start_and_end_share_event_id(stop_s: float, micro: bool) -> No
         DowntimeCategory.UNPLANNED,
     )
     assert (secs(end.started_at), secs(end.ended_at), end.micro_stop) == (10, 10 + stop_s, micro)
+    assert (start.truncated, end.truncated) == (None, False)  # the machine ended it: whole
     assert tr.open_stop is None
 
 
@@ -229,7 +230,9 @@ def test_offline_closes_an_open_stop_at_the_last_good_read() -> None:
                    (51, {}, BAD), 85, 91, (200, {"st": 3, "fc": 12})])  # fmt: skip
     start, end, again = downtime(out)
     assert start.event_id == end.event_id != again.event_id
-    assert (secs(end.ended_at), end.micro_stop) == (50, True)  # the last good read, 30 s long
+    # Ended at the last good read, 30 s after it began: cut short by the gap, so truncated and
+    # not a micro-stop (its real length is unknown).
+    assert (secs(end.ended_at), end.micro_stop, end.truncated) == (50, False, True)
     assert (secs(again.started_at), again.ended_at) == (200, None)  # data back: a new stop
     assert states(out) == [(0, "running", None), (20, "fault", "jam"), (51, "offline", None),
                            (200, "fault", "jam")]  # fmt: skip
@@ -240,7 +243,49 @@ def test_silent_driver_goes_offline_when_patience_ran_out() -> None:
     out = run(tr, [(0, {"st": 2}), 5, 10, 10.5, 25])
     assert states(out) == [(0, "idle", None), (10, "offline", None)]
     _, end = downtime(out)
-    assert secs(end.ended_at) == 0 and end.micro_stop is True
+    assert secs(end.ended_at) == 0 and (end.micro_stop, end.truncated) == (False, True)
+
+
+def test_a_short_stop_cut_by_a_gap_is_truncated_never_a_micro_stop() -> None:
+    # A 13 s fault whose PLC went offline 1 s in: the stop seen lasted 1 s, far below
+    # micro_stop_below_s (60), but its real length is unknown.
+    tr = MachineTracker("m1", make_rules(offline_after_s=5))
+    out = run(tr, [(0, {"st": 1}), (10, {"st": 3, "fc": 12}), (11, {"st": 3, "fc": 12}),
+                   (12, {}, BAD), 17])  # fmt: skip
+    start, end = downtime(out)
+    assert start.event_id == end.event_id
+    assert (secs(end.ended_at), end.truncated, end.micro_stop) == (11, True, False)
+    assert states(out)[-1] == (12, "offline", None)
+
+
+def test_stop_observing_ends_the_open_stop_truncated_and_goes_offline() -> None:
+    tr = MachineTracker("m1", make_rules())
+    out = run(tr, [(0, {"st": 1}), (10, {"st": 3, "fc": 12}), (12, {"st": 3, "fc": 12})])
+    out += tr.stop_observing(t(13))
+    assert_wire_valid(out)
+    start, end = downtime(out)
+    assert start.event_id == end.event_id and tr.open_stop is None
+    assert (secs(end.ended_at), end.truncated, end.micro_stop) == (12, True, False)
+    assert states(out) == [(0, "running", None), (10, "fault", "jam"), (13, "offline", None)]
+    # Observation starts afresh: data coming back opens a new stop, and stopping again while
+    # offline records nothing more.
+    assert tr.stop_observing(t(14)) == []
+    again = run(tr, [(20, {"st": 3, "fc": 12})])
+    assert [d.ended_at for d in downtime(again)] == [None]
+    assert downtime(again)[0].event_id != start.event_id
+
+
+def test_stop_observing_after_a_failed_read_says_offline_from_that_read() -> None:
+    tr = MachineTracker("m1", make_rules())
+    out = run(tr, [(0, {"st": 2}), (5, {}, BAD)])
+    out += tr.stop_observing(t(8))
+    _, end = downtime(out)
+    assert (secs(end.ended_at), end.truncated) == (0, True)
+    assert states(out) == [(0, "idle", None), (5, "offline", None)]
+
+
+def test_stop_observing_before_any_read_records_nothing() -> None:
+    assert MachineTracker("m1", make_rules()).stop_observing(t(5)) == []
 
 
 def test_a_good_read_after_a_silent_gap_first_records_the_gap() -> None:

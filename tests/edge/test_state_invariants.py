@@ -79,8 +79,9 @@ def check_invariants(records: list[Record]) -> None:
         assert len(ends) <= 1 and all(r.started_at == recs[0].started_at for r in recs)
         end = ends[0].ended_at if ends else None
         if ends:
-            micro = (end - recs[0].started_at).total_seconds() < RULES.micro_stop_below_s
-            assert ends[0].micro_stop is micro
+            short = (end - recs[0].started_at).total_seconds() < RULES.micro_stop_below_s
+            assert ends[0].truncated is not None, "an ended event says whether it was cut"
+            assert ends[0].micro_stop is (short and not ends[0].truncated)
         spans.append((recs[0].started_at, end))
     spans.sort(key=lambda s: s[0])
     for (_, end), (next_start, _) in itertools.pairwise(spans):

@@ -71,6 +71,10 @@ def _set(path: list[Any], value: Any) -> Callable[[dict[str, Any]], None]:
     return edit
 
 
+def _reason_codes(codes: dict[int, str]) -> dict[str, Any]:
+    return {"tags": [{"tag": "parts", "codes": codes}]}
+
+
 BAD_MAPS = {
     "missing key": (
         _del(["devices", 0, "host"]),
@@ -119,6 +123,31 @@ BAD_MAPS = {
     "bad gateway code": (
         _set(["gateway", "plant"], "Plant 1"),
         ["gateway.plant", "should match pattern"],
+    ),
+    "pipelined modbus requests": (
+        _set(["devices", 0, "max_outstanding_requests"], 4),
+        ["devices[0]", "max_outstanding_requests above 1 is not supported"],
+    ),
+    # Codes the ingest would refuse (core.wire.TEXT_RULE) are refused when the map is loaded.
+    "machine code with a control character": (
+        _set(["machines", 1, "code"], "saw\x07-2"),
+        ["machines[1].code", "printable text", "the ingest refuses"],
+    ),
+    "tag name with a line break": (
+        _set(["machines", 1, "tags", "part\ncount"], {"address": 5, "type": "uint16"}),
+        ["machines[1].tags", "'part\\ncount'", "printable text"],
+    ),
+    "reason code with a quote": (
+        _set(["machines", 1, "rules", "reasons"], _reason_codes({3: "jam'"})),
+        ["machines[1].rules.reasons.tags[0].codes", "printable text"],
+    ),
+    "published counter name ending in a space": (
+        _set(["machines", 1, "rules", "counters", 0, "name"], "parts "),
+        ["machines[1].rules.counters[0].name", "printable text"],
+    ),
+    "reason code too long for the wire": (
+        _set(["machines", 1, "rules", "reasons"], _reason_codes({3: "j" * 65})),
+        ["machines[1].rules.reasons.tags[0].codes", "at most 64 characters"],
     ),
 }
 

@@ -75,6 +75,20 @@ def test_check_exits_1_when_a_device_does_not_answer(
     assert "0 of 13 tags read, 13 failed" in out
 
 
+def test_check_of_a_closed_opcua_port_says_so_in_words(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    endpoint = f"opc.tcp://127.0.0.1:{free_port()}/"
+    text = (EXAMPLES / "opcua_line.toml").read_text()
+    path = tmp_path / "agent.toml"
+    path.write_text(text.replace("opc.tcp://127.0.0.1:4841/mes/", endpoint))
+    assert main(["edge", "check", "--config", str(path)]) == 1
+    out = capsys.readouterr().out
+    error = table_rows(out)[("filler-1", "product")]
+    assert error == f"cannot connect to {endpoint}: connection refused (is the server running?)"
+    assert "Errno" not in out and "ConnectionRefusedError" not in out
+
+
 def test_check_of_a_bad_map_exits_2_naming_file_and_key(tmp_path: Path) -> None:
     path = modbus_map(tmp_path, 5020)
     path.write_text(path.read_text().replace("word_order: little", "word_order: middle"))

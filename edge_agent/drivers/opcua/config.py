@@ -30,6 +30,15 @@ class AcquisitionMode(StrEnum):
     POLL = "poll"
 
 
+class TimestampSource(StrEnum):
+    """The clock that stamps a changed value (drivers.opcua.timestamps): the PLC's
+    SourceTimestamp (else the server's, else receive time), the server's, or the agent's."""
+
+    SOURCE = "source"
+    SERVER = "server"
+    AGENT = "agent"
+
+
 class ExpectedType(StrEnum):
     """The value family a tag must have; a value of another family is reported as an error."""
 
@@ -94,6 +103,8 @@ class OpcUaDevice(StrictModel):
     poll_interval_s: float = Field(default=1.0, gt=0, le=3600)
     timeout_s: float = Field(default=4.0, gt=0, le=120)
     backoff_max_s: float = Field(default=30.0, gt=0, le=3600)
+    timestamps: TimestampSource = TimestampSource.SOURCE
+    max_clock_skew_s: float = Field(default=5.0, gt=0, le=86400)
     workarounds: OpcUaWorkarounds = OpcUaWorkarounds()
 
     @field_validator("certificate", "private_key", "server_certificate")

@@ -17,6 +17,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
+from datetime import datetime
 from typing import Any
 
 from asyncua import Client, ua
@@ -34,6 +35,8 @@ from edge_agent.drivers.opcua.config import (
     SecurityMode,
     SecurityPolicy,
 )
+from edge_agent.drivers.opcua.errors import describe, quiet_asyncua
+from edge_agent.drivers.opcua.timestamps import SourceClock
 from edge_agent.drivers.runtime import (
     HealthTracker,
     deliver,
@@ -81,6 +84,8 @@ class OpcUaDriver:
         self._node_ids: dict[str, ua.NodeId] = {}
         self._keys: dict[ua.NodeId, str] = {}
         self._health = HealthTracker()
+        self._clock = SourceClock(device, self._health)
+        self._reported: set[str] = set()  # node ids whose first notification came this session
         self._backoff = Backoff(min(1.0, device.backoff_max_s), device.backoff_max_s)
         self._lost: asyncio.Event | None = None
         self._lost_reason = ""
@@ -97,28 +102,38 @@ class OpcUaDriver:
             readings = await self._read(client, list(self._by_node))
         except Exception as e:  # any failure of this device is its tags' error, not the caller's
             await self.close()
-            readings = failed(self._tags, _describe(e))
+            readings = failed(self._tags, describe(e, self.device.endpoint))
         self._health.record(readings)
         return readings
 
     async def run(self, sink: Sink, stop: asyncio.Event) -> None:
+        """Acquire until `stop`. A lost connection, and each failed attempt to get it back,
+        is one failed read of every tag (counted in `read_errors`, as a Modbus poll that cannot
+        reach its unit); the loss is logged once, as one line, and so is the recovery."""
+        quiet_asyncua()
         self._sink = sink
         try:
             while not stop.is_set():
                 try:
                     await self._session(sink, stop)
                 except (OSError, TimeoutError, ConnectionError, ConnectionLost, ua.UaError) as e:
-                    error = _describe(e)
-                    log.warning(
-                        "opcua connection lost", extra={"device": self.name, "error": error}
-                    )
+                    error = describe(e, self.device.endpoint)
+                    if isinstance(e, ConnectionLost):  # already described
+                        error = str(e) or f"connection to {self.device.endpoint} lost"
+                    if self._health.consecutive_errors == 0:
+                        log.warning(
+                            "opcua server unreachable; retrying",
+                            extra={"device": self.name, "error": error},
+                        )
                 except Exception as e:  # a bug must not end acquisition for good
-                    error = f"internal error: {_describe(e)}"
+                    error = f"internal error: {describe(e, self.device.endpoint)}"
                     log.exception("opcua session failed", extra={"device": self.name})
                 else:
                     return
                 self._health.consecutive_errors += 1
-                self._emit(failed(self._tags, error))
+                readings = failed(self._tags, error)
+                self._health.record(readings)
+                self._emit(readings)
                 await self.close()
                 if await sleep_or_stop(stop, self._backoff.delay()):
                     return
@@ -161,6 +176,8 @@ class OpcUaDriver:
                 if sub is not None:
                     consumer = asyncio.create_task(self._consume(sub), name=f"{self.name}/sub")
             self._backoff.reset()
+            if self._health.consecutive_errors:
+                log.info("opcua server reachable again", extra={"device": self.name})
             self._health.consecutive_errors = 0
             while True:
                 if polled:
@@ -206,6 +223,7 @@ class OpcUaDriver:
             )
             return None, keys
         refused: list[str] = []
+        self._reported = set()
         step = d.workarounds.max_items_per_subscribe
         for i in range(0, len(keys), step):
             batch = keys[i : i + step]
@@ -270,7 +288,7 @@ class OpcUaDriver:
         return out
 
     async def _on_connection_lost(self, exc: Exception) -> None:
-        self._lost_reason = _describe(exc)
+        self._lost_reason = describe(exc, self.device.endpoint)
         if self._lost is not None:
             self._lost.set()
 
@@ -291,7 +309,7 @@ class OpcUaDriver:
                 readings += self._readings(key, dv, ts)
         return readings
 
-    def _readings(self, key: str, dv: ua.DataValue, ts: Any) -> list[TagReading]:
+    def _readings(self, key: str, dv: ua.DataValue, ts: datetime) -> list[TagReading]:
         status = dv.StatusCode
         if status is not None and not status.is_good():
             return failed(self._by_node[key], f"bad status {status.name}", ts)
@@ -317,7 +335,13 @@ class OpcUaDriver:
         key = self._keys.get(event.node.nodeid)
         if key is None:
             return
-        self._pending += self._readings(key, event.data.monitored_item.Value, now())
+        dv = event.data.monitored_item.Value
+        ts = now()
+        if key in self._reported:  # a change: the source's time (drivers.opcua.timestamps)
+            ts = self._clock.stamp(dv, ts)
+        else:  # the current value, reported on subscribing: known to hold now
+            self._reported.add(key)
+        self._pending += self._readings(key, dv, ts)
         if len(self._pending) == 1:
             # `_consume` takes every queued notification without yielding to the loop, so
             # this runs once they are all in: one batch per publish response.
@@ -378,7 +402,3 @@ def _certificate_uri(data: bytes) -> str:
         raise ValueError("the client certificate has no application URI; set application_uri")
     return uris[0]
 
-
-def _describe(e: BaseException) -> str:
-    text = str(e)
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
