@@ -35,9 +35,10 @@ CODE_RE = re.compile(_CODE_PY_PATTERN)
 # Machine codes, tag names and reason codes come from tag maps and PLCs, so they are freer than
 # topic codes, but they are printable text (`check_text`).
 Code = Annotated[str, msgspec.Meta(pattern=_CODE_PY_PATTERN)]
-MachineCode = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-TagName = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-ReasonCode = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+MACHINE_CODE_MAX, TAG_NAME_MAX, REASON_CODE_MAX = 64, 128, 64
+MachineCode = Annotated[str, msgspec.Meta(min_length=1, max_length=MACHINE_CODE_MAX)]
+TagName = Annotated[str, msgspec.Meta(min_length=1, max_length=TAG_NAME_MAX)]
+ReasonCode = Annotated[str, msgspec.Meta(min_length=1, max_length=REASON_CODE_MAX)]
 FreeText = Annotated[str, msgspec.Meta(max_length=256)]
 Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
 Seq = Annotated[int, msgspec.Meta(ge=0)]
@@ -58,6 +59,15 @@ def is_text(value: str) -> bool:
     """
     return (value.isprintable() and value[:1] != " " and value[-1:] != " "
             and _QUOTES.isdisjoint(value))
+
+
+def as_text(value: str, max_length: int) -> str | None:
+    """`value` made to follow TEXT_RULE, for text read from a PLC at run time (a reason string
+    the tag map could not check): each forbidden character becomes "_", surrounding spaces go,
+    the length is cut; None when nothing but underscores is left."""
+    kept = "".join(c if c.isprintable() and c not in _QUOTES else "_" for c in value)
+    text = kept.strip(" ")[:max_length].rstrip(" ")
+    return text if text.strip("_") else None
 
 
 class Kind(StrEnum):

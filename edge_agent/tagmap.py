@@ -33,7 +33,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from core.config_errors import ConfigError, describe
 from core.config_model import StrictModel
-from core.wire import CODE_PATTERN
+from core.wire import CODE_PATTERN, MACHINE_CODE_MAX
 from edge_agent.delivery.settings import BrokerConfig, OutboxConfig
 from edge_agent.derivation.rules import MachineRules, wire_text
 from edge_agent.drivers.base import BoundTag
@@ -72,7 +72,8 @@ class GatewayIdentity(StrictModel):
 class MachineConfig(StrictModel):
     """A machine: the device its tags are read from, the tags, and its state rules."""
 
-    code: Annotated[str, Field(min_length=1, max_length=64), AfterValidator(wire_text)]
+    code: Annotated[str, Field(min_length=1, max_length=MACHINE_CODE_MAX),
+                    AfterValidator(wire_text)]
     name: str | None = None
     device: str = Field(min_length=1)
     tags: dict[str, TagConfig] = Field(min_length=1)

@@ -41,7 +41,15 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from core.config_model import StrictModel, finite
-from core.wire import TEXT_RULE, DowntimeCategory, MachineState, is_text
+from core.wire import (
+    REASON_CODE_MAX,
+    TAG_NAME_MAX,
+    TEXT_RULE,
+    DowntimeCategory,
+    MachineState,
+    as_text,
+    is_text,
+)
 
 
 def wire_text(value: str) -> str:
@@ -52,8 +60,9 @@ def wire_text(value: str) -> str:
 
 
 # Lengths as core.wire's TagName and ReasonCode.
-TagRef = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(wire_text)]
-ReasonCodeStr = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(wire_text)]
+TagRef = Annotated[str, Field(min_length=1, max_length=TAG_NAME_MAX), AfterValidator(wire_text)]
+ReasonCodeStr = Annotated[str, Field(min_length=1, max_length=REASON_CODE_MAX),
+                          AfterValidator(wire_text)]
 Code = int | str
 """A PLC state, fault or stop code after `normalise_code`."""
 
@@ -321,7 +330,9 @@ class ReasonTag(StrictModel):
             return None
         if code in self.codes:
             return self.codes[code]
-        return str(code)[:64] if self.unmapped == "raw" else None
+        # Raw PLC text is made printable (the wire's rule) rather than dropped: an operator
+        # still sees which code it was, and the ingest does not refuse the message.
+        return as_text(str(code), REASON_CODE_MAX) if self.unmapped == "raw" else None
 
 
 class ReasonRules(StrictModel):

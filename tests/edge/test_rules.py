@@ -8,9 +8,9 @@ import pytest
 from pydantic import ValidationError
 
 from core.config_errors import describe
-from core.wire import DowntimeCategory, MachineState
+from core.wire import DowntimeCategory, MachineState, is_text
 from edge_agent.derivation.derive import derive_reason, derive_state
-from edge_agent.derivation.rules import PACKML_STATES, MachineRules, PackMLState
+from edge_agent.derivation.rules import PACKML_STATES, MachineRules, PackMLState, ReasonTag
 
 S = MachineState
 
@@ -324,3 +324,15 @@ def test_reasons_and_categories(
     assert derive_reason(r.reasons, state, values) == reason
     if category is not None:
         assert r.reasons.category(state, reason) == category
+
+
+@pytest.mark.parametrize(("raw", "reason"), [
+    pytest.param("E\x00 17\n", "E_ 17_", id="controls-become-underscores"),
+    pytest.param('  say "hi"  ', "say _hi_", id="quotes-and-spaces"),
+    pytest.param("\x00\x07", None, id="nothing-printable-left"),
+    pytest.param("x" * 100, "x" * 64, id="cut-to-the-wire-length"),
+])
+def test_raw_reason_text_from_a_plc_is_made_printable(raw: str, reason: str | None) -> None:
+    rule = ReasonTag(tag="fault_text")
+    assert rule.reason_for(raw) == reason
+    assert reason is None or is_text(reason)
