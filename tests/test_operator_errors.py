@@ -3,6 +3,7 @@ in every command, never a traceback and never a password."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 import subprocess
@@ -11,8 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
-from mes.sim.cli import _map_hint
+from mes.sim.cli import _map_hint, at_a_terminal, build, config_from
 from mes.sim.config import SimConfig
 from mes.sim.tagmap import SHIPPED_MAP, SHIPPED_MODBUS_PORT, SHIPPED_OPCUA_PORT
 
@@ -89,6 +91,18 @@ def test_missing_database_url_is_the_same_message_everywhere(command: tuple[str,
     assert done.stderr.strip().splitlines()[-1].strip() == (
         "- database.url: not set: give the owner's (or an administrator's) URL in "
         "MES_DATABASE__URL, DATABASE_URL or the config file's [database] section")
+
+
+def test_mes_sim_without_port_options_serves_the_shipped_maps_ports() -> None:
+    parser = argparse.ArgumentParser()
+    build(parser)
+    config = at_a_terminal(config_from(parser.parse_args([])))
+    shipped = yaml.safe_load((ROOT / SHIPPED_MAP).read_text())
+    ports = {d["name"]: d.get("port") or d.get("endpoint") for d in shipped["devices"]}
+    assert ports == {"sim-modbus": config.modbus_port,
+                     "sim-opcua": f"opc.tcp://{config.host}:{config.opcua_port}/"}
+    # Programs driving it (--control) keep asking for free ports.
+    assert config_from(parser.parse_args(["--control"])).modbus_port is None
 
 
 def test_mes_sim_on_the_shipped_ports_names_the_shipped_map() -> None:

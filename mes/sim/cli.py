@@ -96,15 +96,19 @@ def run(args: argparse.Namespace) -> int:
     configure(args.log_level, args.log_format)
     config = config_from(args)
     if not args.control:
-        # A person at a terminal: serve where the shipped map reads, and say which map fits.
-        # Programs (--control, the test harness, the demo) ask for free ports instead.
-        config = config.model_copy(update={
-            "modbus_port": config.modbus_port or SHIPPED_MODBUS_PORT,
-            "opcua_port": config.opcua_port or SHIPPED_OPCUA_PORT,
-        })
+        config = at_a_terminal(config)
         print(_map_hint(config), file=sys.stderr, flush=True)
     asyncio.run(_serve(config, control=args.control))
     return 0
+
+
+def at_a_terminal(config: SimConfig) -> SimConfig:
+    """A person at a terminal: ports not given are the ones the shipped map reads. Programs
+    (--control: the test harness, the demo) ask for free ports instead."""
+    return config.model_copy(update={
+        "modbus_port": config.modbus_port or SHIPPED_MODBUS_PORT,
+        "opcua_port": config.opcua_port or SHIPPED_OPCUA_PORT,
+    })
 
 
 def _map_hint(config: SimConfig) -> str:

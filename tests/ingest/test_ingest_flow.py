@@ -89,7 +89,25 @@ def _bad_messages(tenants: Tenants) -> list[tuple[str, str, bytes]]:
          encode(state_message("gw-a1", 9004, "b1-press", n=1, start=past))),
         ("timestamp_out_of_range", gateway_topic(tenants, "a1"), encode(far)),
         ("bad_topic", "mes/v1/org-a/a1/gw-a1/nonsense", raw),
+        # Hostile strings: refused by validation, each naming its field, never by the database
+        # (a NUL used to make PostgreSQL refuse the whole batch around it).
+        *[("invalid", gateway_topic(tenants, "a1"),
+           raw.replace(b'"state":"running","reason_code":null',
+                       b'"state":"fault","reason_code":"' + code + b'"'))
+          for code in HOSTILE_REASON_CODES],
     ]
+
+
+# JSON text of reason codes, one per class of hostile string.
+HOSTILE_REASON_CODES = [
+    b"F\\u0000",  # NUL
+    b"F\\u0007\\u001b[31m",  # BEL, ESC
+    b"F1\\r\\nF2",  # CR LF
+    b"F1'; DROP TABLE mes.machines; --",  # quote and SQL
+    b'say \\"F1\\"',  # double quotes
+    b"F\\ud800",  # a lone surrogate
+    b"\\u202eF1",  # a bidi override
+]
 
 
 def test_bad_input_goes_to_dead_letters_and_good_input_still_lands(
@@ -124,6 +142,12 @@ def test_bad_input_goes_to_dead_letters_and_good_input_still_lands(
                                "FROM mes.dead_letters WHERE id > %s ORDER BY id",
                                (before,)).fetchall()
     assert [r for r, *_ in letters] == [r for r, _, _ in bad]
+    with database.superuser() as conn:
+        hostile = conn.execute("SELECT detail FROM mes.dead_letters WHERE id > %s AND "
+                               "reason = 'invalid' AND detail LIKE '%%reason_code%%'",
+                               (before,)).fetchall()
+    assert len(hostile) == len(HOSTILE_REASON_CODES)
+    assert all("$.records[0].reason_code" in detail for (detail,) in hostile)
     big = next(row for row in letters if row[0] == "payload_too_large")
     assert big[2] == 1024 * 1024 + 10 and big[3] == 64 * 1024  # kept, bounded
     assert service.metrics.sample("ingest_dead_letters_total", reason="wrong_tenant") == 2
