@@ -12,7 +12,9 @@ import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from core.registry.apply import apply_registry
 from core.registry.broker import mosquitto_hash
@@ -88,8 +90,8 @@ def test_each_gateway_publishes_only_under_its_own_prefix(
     assert f"wrote {out_dir / 'passwd'} (5 accounts)" in out.stdout
     assert (out_dir / "secrets" / "gw-a1.secret").stat().st_mode & 0o777 == 0o600
     acl = (out_dir / "acl").read_text()
-    assert "user gw-a1\ntopic write mes/v1/org-a/a1/gw-a1/#\n" in acl
-    assert "user gw-b1\ntopic write mes/v1/org-b/b1/gw-b1/#\n" in acl
+    assert "user gw-a1\ntopic write mes/v1/org-a/a1/gw-a1/+\n" in acl
+    assert "user gw-b1\ntopic write mes/v1/org-b/b1/gw-b1/+\n" in acl
     assert "gw-old" not in acl and "gw-old" not in (out_dir / "passwd").read_text()
     with db.superuser() as conn:  # hashes only, never the secrets
         stored = dict(conn.execute("SELECT username, password_hash FROM mes.broker_credentials"))
@@ -149,3 +151,38 @@ def test_rotation_replaces_the_secret(
     assert stale.stats().connects == 0
     fresh = publishers(broker.port, "org-b", "b1", "gw-b1", new)
     wait_until(lambda: fresh.stats().acked >= 1, 10, "a publish with the new secret")
+
+
+def _puback_reason(port: int, user: str, secret: str, topic: str) -> str:
+    """Publish once at QoS 1 under MQTT 5 and return the broker's PUBACK reason."""
+    reasons: list[str] = []
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.username_pw_set(user, secret)
+    client.on_publish = lambda _c, _u, _mid, reason, _p: reasons.append(str(reason))
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        client.publish(topic, b"{}", qos=1)
+        wait_until(lambda: bool(reasons), 10, f"the PUBACK for {topic}")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return reasons[0]
+
+
+def test_the_broker_holds_a_gateway_to_its_topics_depth(
+    db: TestDatabase, out_dir: Path, broker_factory: Callable[..., BrokerServer],
+) -> None:
+    with app_sessions(db) as sessions:
+        apply_registry(sessions, parse_registry(registry_data(), "registry.yaml"))
+    assert run_mes(db, "registry", "broker-config", "--out", str(out_dir)).returncode == 0
+    broker = broker_factory(extra_conf=f"password_file {out_dir / 'passwd'}\n"
+                                       f"acl_file {out_dir / 'acl'}\nallow_anonymous false\n")
+    require_mosquitto(broker)
+    secret = _secret(out_dir, "gw-a1")
+    prefix = "mes/v1/org-a/a1/gw-a1"
+    # Allowed: accepted (nobody subscribes here, which MQTT 5 says but is no refusal).
+    assert _puback_reason(broker.port, "gw-a1", secret, f"{prefix}/state") in (
+        "Success", "No matching subscribers")
+    for topic in (f"{prefix}/state/extra", prefix, "mes/v1/org-a/a1/state"):
+        assert _puback_reason(broker.port, "gw-a1", secret, topic) == "Not authorized", topic
