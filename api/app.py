@@ -27,8 +27,6 @@ for you (404). Writes need a role (the `x-roles` of each operation). Lists are p
 `next_cursor` as `cursor` for the next. Errors are RFC 9457 problem details.
 """
 
-PREFIX = "/v1"
-
 
 def create_app(settings: ApiSettings) -> FastAPI:
     token_key = settings.tokens.key()
@@ -50,9 +48,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.settings = settings
     app.state.token_key = token_key
     problems.install(app)
-    observe.install(app, metrics)
+    app.add_middleware(observe.Observe, metrics=metrics)
     for module in (machines, production, quality, shifts, maintenance):
-        app.include_router(module.router, prefix=PREFIX)
+        app.include_router(module.router)
 
     @app.get("/health", include_in_schema=False)
     def health() -> JSONResponse:

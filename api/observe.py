@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, Request, Response
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("api.access")
 
@@ -26,28 +25,37 @@ class ApiMetrics:
                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 
 
-def _route(request: Request) -> str:
-    # The route's template (/v1/machines/{machine_id}), not the path: bounded label values.
-    route = request.scope.get("route")
-    return getattr(route, "path", "unmatched")
+class Observe:
+    """ASGI middleware (not BaseHTTPMiddleware: the router records the matched route in the
+    scope it was given, which only a pure ASGI middleware shares)."""
 
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics):
+        self.app = app
+        self.metrics = metrics
 
-def install(app: FastAPI, metrics: ApiMetrics) -> None:
-    @app.middleware("http")
-    async def observe(request: Request,
-                      call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
         status = 500
+
+        async def record_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
         try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
+            await self.app(scope, receive, record_status)
         finally:
             elapsed = time.perf_counter() - started
-            route = _route(request)
-            metrics.requests.labels(request.method, route, str(status)).inc()
-            metrics.latency.labels(request.method, route).observe(elapsed)
-            log.info("request", extra={
-                "method": request.method, "route": route, "status": status,
-                "ms": round(elapsed * 1000, 1),
-                "user": str(getattr(request.state, "user_id", "") or "")})
+            # The route's template (/v1/machines/{machine_id}): bounded label values.
+            route = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"]
+            self.metrics.requests.labels(method, route, str(status)).inc()
+            self.metrics.latency.labels(method, route).observe(elapsed)
+            user = scope.get("state", {}).get("user_id")
+            log.info("request", extra={"method": method, "route": route, "status": status,
+                                       "ms": round(elapsed * 1000, 1),
+                                       "user": str(user) if user else ""})

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query
 from api import roles
 from api.deps import PageDep, SessionDep, requires
 from api.repositories import downtime, machines, production
+from api.routers import PREFIX
 from api.schemas.common import PageOf
 from api.schemas.machines import (
     CurrentState,
@@ -24,7 +25,7 @@ from api.schemas.machines import (
 )
 from api.schemas.production import AssignmentOut
 
-router = APIRouter(tags=["Machines"])
+router = APIRouter(prefix=PREFIX, tags=["Machines"])
 
 Start = Annotated[datetime, Query(description="range start (RFC 3339, with offset)")]
 End = Annotated[datetime, Query(description="range end, exclusive")]

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, status
 from api import roles
 from api.deps import IfMatch, PageDep, SessionDep, requires
 from api.repositories import maintenance
+from api.routers import PREFIX
 from api.schemas.common import AssigneeIn, PageOf
 from api.schemas.maintenance import (
     ScheduleIn,
@@ -21,7 +22,7 @@ from api.schemas.maintenance import (
     TaskSkip,
 )
 
-router = APIRouter(prefix="/pm", tags=["Maintenance"])
+router = APIRouter(prefix=f"{PREFIX}/pm", tags=["Maintenance"])
 
 TaskStatus = Literal["open", "in_progress", "done", "skipped", "cancelled"]
 

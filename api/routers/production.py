@@ -10,6 +10,7 @@ from fastapi import APIRouter, status
 from api import roles
 from api.deps import PageDep, SessionDep, requires
 from api.repositories import production
+from api.routers import PREFIX
 from api.schemas.common import PageOf
 from api.schemas.production import (
     AssignIn,
@@ -20,7 +21,7 @@ from api.schemas.production import (
     WorkOrderUpdate,
 )
 
-router = APIRouter(tags=["Machines"])
+router = APIRouter(prefix=PREFIX, tags=["Machines"])
 
 
 @router.get("/work-orders", response_model=PageOf[WorkOrderOut])

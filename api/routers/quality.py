@@ -10,6 +10,7 @@ from fastapi import APIRouter, status
 from api import roles
 from api.deps import IfMatch, PageDep, SessionDep, requires
 from api.repositories import quality
+from api.routers import PREFIX
 from api.schemas.common import AssigneeIn, PageOf
 from api.schemas.quality import (
     InspectionIn,
@@ -20,7 +21,7 @@ from api.schemas.quality import (
     NcrTransition,
 )
 
-router = APIRouter(tags=["Quality"])
+router = APIRouter(prefix=PREFIX, tags=["Quality"])
 
 NcrStatus = Literal["open", "investigating", "contained", "resolved", "closed", "cancelled"]
 

@@ -11,6 +11,7 @@ from fastapi import APIRouter, status
 from api import roles
 from api.deps import PageDep, SessionDep, requires
 from api.repositories import shifts
+from api.routers import PREFIX
 from api.schemas.common import PageOf
 from api.schemas.shifts import (
     HandoverDetail,
@@ -21,7 +22,7 @@ from api.schemas.shifts import (
     ShiftSummary,
 )
 
-router = APIRouter(tags=["Shifts"])
+router = APIRouter(prefix=PREFIX, tags=["Shifts"])
 
 
 @router.get("/shifts", response_model=PageOf[ShiftOut])
