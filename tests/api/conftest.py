@@ -29,6 +29,7 @@ KEY = SECRET.encode()
 USERS: dict[str, tuple[str, str | None, list[str]]] = {
     "a_admin": ("a", None, ["org_admin"]),
     "a_viewer": ("a", None, ["viewer"]),
+    "a_all": ("a", None, ["org_admin", "quality", "maintenance", "operator"]),
     "a1_lead": ("a", "a1", ["plant_admin", "quality", "maintenance", "operator"]),
     "a1_quality": ("a", "a1", ["quality"]),
     "a1_operator": ("a", "a1", ["operator"]),
