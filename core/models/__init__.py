@@ -3,6 +3,7 @@
 from core.models.access import ApiToken, BrokerCredential
 from core.models.base import Base
 from core.models.dead_letter import DeadLetter
+from core.models.downtime import DowntimeReason
 from core.models.machine import Gateway, Machine
 from core.models.maintenance import PmSchedule, PmTask
 from core.models.organization import Organization, Plant
@@ -23,6 +24,7 @@ __all__ = [
     "BrokerCredential",
     "DeadLetter",
     "DowntimeEvent",
+    "DowntimeReason",
     "Gateway",
     "InspectionLog",
     "Machine",

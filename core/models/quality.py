@@ -13,7 +13,8 @@ from core.models.base import NOW, Base, TenantEntity, tenant_table_args
 
 class Ncr(TenantEntity, Base):
     """Lifecycle: open, investigating, contained, resolved, closed, cancelled; resolved and
-    closed reports name who resolved them and when (a CHECK in the schema)."""
+    closed reports name who resolved them and when (a CHECK in the schema), and the disposition
+of the material (sql/0012)."""
 
     __tablename__ = "ncr"
     __table_args__ = (
@@ -36,6 +37,8 @@ class Ncr(TenantEntity, Base):
     assignee_id: Mapped[uuid.UUID | None]
     resolved_by_user_id: Mapped[uuid.UUID | None]
     resolved_at: Mapped[datetime | None]
+    disposition: Mapped[str | None] = mapped_column(Text)
+    resolution: Mapped[str] = mapped_column(Text, server_default="")
 
 
 class InspectionLog(TenantEntity, Base):

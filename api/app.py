@@ -1,0 +1,68 @@
+"""The FastAPI application, built by `create_app(settings)`: nothing happens at import.
+
+The engine is made in the lifespan (and disposed at shutdown); the token key is checked when
+the app is built, so a missing `tokens.secret` stops `mes api` before it listens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from api import observe, problems
+from api.routers import machines, maintenance, production, quality, shifts
+from api.settings import ApiSettings
+from core.db import make_engine, make_sessions
+
+DESCRIPTION = """\
+Machines, downtime, work orders, quality, shifts and preventive maintenance of the plants you
+may see. Authenticate with `Authorization: Bearer <token>` (a token from `mes token create`).
+Every request runs under your organization and plant scope: objects outside it do not exist
+for you (404). Writes need a role (the `x-roles` of each operation). Lists are pages: pass
+`next_cursor` as `cursor` for the next. Errors are RFC 9457 problem details.
+"""
+
+
+def create_app(settings: ApiSettings) -> FastAPI:
+    token_key = settings.tokens.key()
+    metrics = observe.ApiMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database.application_url(),
+                             pool_size=settings.api.pool_size, max_overflow=0)
+        app.state.engine = engine
+        app.state.sessions = make_sessions(engine)
+        try:
+            yield
+        finally:
+            engine.dispose()
+
+    app = FastAPI(title="Plant-floor MES API", version="1", description=DESCRIPTION,
+                  lifespan=lifespan)
+    app.state.settings = settings
+    app.state.token_key = token_key
+    problems.install(app)
+    app.add_middleware(observe.Observe, metrics=metrics)
+    for module in (machines, production, quality, shifts, maintenance):
+        app.include_router(module.router)
+
+    @app.get("/health", include_in_schema=False)
+    def health() -> JSONResponse:
+        try:
+            with app.state.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception:  # any failure to reach the database is "unhealthy", said as such
+            return JSONResponse({"healthy": False, "database": "unreachable"}, status_code=503)
+        return JSONResponse({"healthy": True, "database": "ok"})
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

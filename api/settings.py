@@ -1,0 +1,31 @@
+"""Settings of `mes api`: the common sections plus `api` and `tokens`.
+
+Environment: `MES_API__PORT`, `MES_TOKENS__SECRET`, ...; file: `[api]`, `[tokens]`.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from core.config_model import StrictModel
+from core.settings import Settings
+from core.tokens import TokenSettings
+
+
+class ApiOptions(StrictModel):
+    """Where the API listens, how large a page may be, and its database pool."""
+
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=8000, ge=0, le=65535)
+    page_size_default: int = Field(default=50, ge=1)
+    page_size_max: int = Field(default=500, ge=1)
+    pool_size: int = Field(default=10, ge=1)
+    # Bounds the live stream's wait between keep-alive comments (proxies close idle streams).
+    stream_keepalive_s: float = Field(default=15, gt=0)
+
+
+class ApiSettings(Settings):
+    """Everything `mes api` reads: database and log (core.settings), api, tokens."""
+
+    api: ApiOptions = Field(default_factory=ApiOptions)
+    tokens: TokenSettings = Field(default_factory=TokenSettings)
