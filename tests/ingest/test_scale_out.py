@@ -4,7 +4,6 @@ killed with SIGKILL mid-run and restarted under its client id; every record land
 from __future__ import annotations
 
 import threading
-import urllib.request
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -24,6 +23,7 @@ from tests.ingest.helpers import (
     gateway_topic,
     healthy,
     ingest_env,
+    messages_written,
     state_message,
     wait_subscribed,
 )
@@ -32,14 +32,6 @@ from tests.support.wait import wait_until
 MESSAGES = 3000
 RECORDS = 10
 DAYS_BACK = 11  # a window of its own: no other ingest test writes these rows
-
-
-def _written(port: int) -> float:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    for line in text.splitlines():
-        if line.startswith('ingest_messages_total{outcome="written"}'):
-            return float(line.split()[-1])
-    return 0.0
 
 
 @pytest.mark.mosquitto
@@ -81,7 +73,7 @@ def test_three_ingests_one_killed_and_restarted_every_record_once(
         wait_until(lambda: count_rows(database, "machine_status_history", where, params)
                    == MESSAGES * RECORDS, timeout=180, interval=0.5, what="every record")
         wait_until(lambda: healthy(ports[1]), what="the restarted ingest's health")
-        shares = [_written(p) for p in ports]
+        shares = [messages_written(p) for p in ports]
     finally:
         pub.close()
         for p in procs:
