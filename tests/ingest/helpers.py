@@ -174,6 +174,15 @@ def healthy(port: int) -> bool:
         return False
 
 
+def messages_written(port: int) -> float:
+    """`ingest_messages_total{outcome="written"}` of the ingest whose status port is `port`."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    for line in text.splitlines():
+        if line.startswith('ingest_messages_total{outcome="written"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
 def count_rows(db: TestDatabase, table: str, where: str = "true", params: tuple = ()) -> int:
     with db.superuser() as conn:
         row = conn.execute(f"SELECT count(*) FROM mes.{table} WHERE {where}", params).fetchone()

@@ -4,7 +4,6 @@ two processes sharing the load. Every record lands exactly once (counted by natu
 from __future__ import annotations
 
 import threading
-import urllib.request
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -27,6 +26,7 @@ from tests.ingest.helpers import (
     gateway_topic,
     healthy,
     ingest_env,
+    messages_written,
     state_message,
     wait_subscribed,
 )
@@ -207,14 +207,6 @@ def test_broker_restart_mid_run(database: TestDatabase, tenants: Tenants, broker
     assert service.consumer.subscribed.wait(10)
 
 
-def _written(port: int) -> float:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    for line in text.splitlines():
-        if line.startswith('ingest_messages_total{outcome="written"}'):
-            return float(line.split()[-1])
-    return 0.0
-
-
 def test_two_ingests_share_the_load(database: TestDatabase, tenants: Tenants, broker_server,
                                     tmp_path: Path) -> None:
     require_mosquitto(broker_server)
@@ -237,7 +229,7 @@ def test_two_ingests_share_the_load(database: TestDatabase, tenants: Tenants, br
             pub.close()
         wait_until(lambda: count_rows(database, "machine_status_history", where, params)
                    == 10_000, timeout=120, what="all rows")
-        shares = [_written(p) for p in ports]
+        shares = [messages_written(p) for p in ports]
     finally:
         for p in procs:
             p.terminate()
