@@ -11,9 +11,9 @@ exactly as the README's "Installing" says.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import os
-import importlib
 import pkgutil
 import re
 import shlex
