@@ -6,6 +6,7 @@ the app is built, so a missing `tokens.secret` stops `mes api` before it listens
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from api import observe, problems
+from api import board, observe, problems, stream
 from api.routers import machines, maintenance, production, quality, shifts
 from api.settings import ApiSettings
 from core.db import make_engine, make_sessions
@@ -38,9 +39,12 @@ def create_app(settings: ApiSettings) -> FastAPI:
                              pool_size=settings.api.pool_size, max_overflow=0)
         app.state.engine = engine
         app.state.sessions = make_sessions(engine)
+        app.state.hub = stream.Hub(settings.database.application_url())
+        listener = asyncio.create_task(app.state.hub.run(), name="stream-listener")
         try:
             yield
         finally:
+            listener.cancel()
             engine.dispose()
 
     app = FastAPI(title="Plant-floor MES API", version="1", description=DESCRIPTION,
@@ -49,8 +53,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.token_key = token_key
     problems.install(app)
     app.add_middleware(observe.Observe, metrics=metrics)
-    for module in (machines, production, quality, shifts, maintenance):
+    for module in (machines, production, quality, shifts, maintenance, stream):
         app.include_router(module.router)
+    board.install(app)
 
     @app.get("/health", include_in_schema=False)
     def health() -> JSONResponse:

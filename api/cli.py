@@ -29,5 +29,8 @@ def cmd_api(args: argparse.Namespace) -> int:
     mes_logging.configure(settings.log.level, settings.log.format)
     app = create_app(settings)
     uvicorn.run(app, host=args.host or settings.api.host, port=args.port or settings.api.port,
-                log_config=None, access_log=False, server_header=False)
+                log_config=None, access_log=False, server_header=False,
+                # Open live streams never end by themselves: without a bound, SIGTERM would wait
+                # for every board on a wall screen to go away.
+                timeout_graceful_shutdown=5)
     return 0

@@ -32,14 +32,21 @@ def authenticate(
 ) -> Caller:
     if credentials is None:
         raise Unauthorized("send the header Authorization: Bearer <token>")
-    state = request.app.state
-    with state.engine.connect() as conn:
-        caller = resolve_token(conn.connection.driver_connection, credentials.credentials,
-                               state.token_key)
-        conn.rollback()
+    caller = caller_of(request, credentials.credentials)
     if caller is None:
         raise Unauthorized("the token is unknown, expired or revoked, or its user deactivated")
-    request.state.user_id = caller.user_id  # for the access log
+    return caller
+
+
+def caller_of(request: Request, token: str) -> Caller | None:
+    """Who `token` speaks for (None: nobody), noted for the access log. The board's cookie
+    holds the same token, so both ways in resolve it here."""
+    state = request.app.state
+    with state.engine.connect() as conn:
+        caller = resolve_token(conn.connection.driver_connection, token, state.token_key)
+        conn.rollback()
+    if caller is not None:
+        request.state.user_id = caller.user_id
     return caller
 
 
@@ -47,6 +54,12 @@ CurrentUser = Annotated[Caller, Depends(authenticate)]
 
 
 def unit(request: Request, caller: CurrentUser) -> Iterator[Session]:
+    yield from unit_for(request, caller)
+
+
+def unit_for(request: Request, caller: Caller) -> Iterator[Session]:
+    """The caller's unit of work (a dependency's body: the board's caller comes from a
+    cookie, the API's from the bearer header)."""
     tenant = caller.tenant()
     with unit_of_work(request.app.state.sessions, tenant) as session:
         # What new rows are stamped with (api.repositories.base.add); reading needs nothing.

@@ -22,6 +22,8 @@ class ApiOptions(StrictModel):
     pool_size: int = Field(default=10, ge=1)
     # Bounds the live stream's wait between keep-alive comments (proxies close idle streams).
     stream_keepalive_s: float = Field(default=15, gt=0)
+    # How long a board sign-in lasts (the cookie's Max-Age); the token's own expiry still rules.
+    board_session_h: float = Field(default=12, gt=0)
 
 
 class ApiSettings(Settings):

@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from api.deps import Page
@@ -115,3 +115,12 @@ def time_in_state(session: Session, *, machine_id: uuid.UUID, start: datetime,
     return TimeInState(machine_id=machine_id, start=first, end=last, seconds=seconds,
                        planned_production_seconds=planned,
                        availability=seconds.get("running", 0.0) / planned if planned else None)
+
+
+def latest_counters(session: Session, *, machine_id: uuid.UUID) -> dict[str, float]:
+    """Each counter tag's latest value (the board's counters, a meter reading's default)."""
+    get_machine(session, machine_id=machine_id)
+    rows = session.execute(text(
+        "SELECT DISTINCT ON (tag) tag, value FROM mes.v_machine_counter"
+        " WHERE machine_id = :m ORDER BY tag, ts DESC"), {"m": machine_id})
+    return {tag: value for tag, value in rows}

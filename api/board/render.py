@@ -1,0 +1,53 @@
+"""The board's templates and what every page gets: the caller, its roles, the form token."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from api import roles
+from api.board.auth import csrf_token
+from api.schemas.common import version_of
+from core.tokens import Caller
+
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+
+STATE_LABELS = {"running": "Running", "idle": "Idle", "starved": "Starved",
+                "blocked": "Blocked", "setup": "Setup", "planned_stop": "Planned stop",
+                "fault": "Fault", "offline": "Offline"}
+
+
+def duration(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}h {s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m {s % 60:02d}s"
+
+
+def percent(value: float | None) -> str:
+    return "–" if value is None else f"{value * 100:.0f} %"
+
+
+def when(t: datetime | None) -> str:
+    return "" if t is None else t.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+templates.env.filters.update(duration=duration, percent=percent, when=when, version=version_of)
+templates.env.globals.update(STATE_LABELS=STATE_LABELS)
+
+
+def page(request: Request, name: str, caller: Caller | None, status_code: int = 200,
+         **context: Any) -> HTMLResponse:
+    """Render `name` with the caller's roles (which write forms to show) and the form token."""
+    can = {} if caller is None else {
+        "edit_stops": bool(set(caller.roles) & set(roles.DOWNTIME_EDITORS)),
+        "work_tasks": bool(set(caller.roles) & set(roles.TECHNICIANS)),
+        "handover": bool(set(caller.roles) & set(roles.SHIFT_STAFF)),
+    }
+    return templates.TemplateResponse(
+        request, name, {"caller": caller, "can": can, "csrf": csrf_token(request),
+                        "now": datetime.now(UTC), "notice": request.query_params.get("notice"),
+                        **context}, status_code=status_code)
