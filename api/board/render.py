@@ -28,7 +28,7 @@ def duration(seconds: float) -> str:
 
 
 def percent(value: float | None) -> str:
-    return "–" if value is None else f"{value * 100:.0f} %"
+    return "-" if value is None else f"{value * 100:.0f} %"
 
 
 def when(t: datetime | None) -> str:

@@ -1,0 +1,91 @@
+"""The board under test: `mes api` as a real process (tests/api/conftest.py) driven by Debian's
+chromium through Playwright, never a browser Playwright downloads. Screenshots of each page go
+to the run's temporary directory (printed), not into the repository."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from core.staging import write_staged
+from core.tenancy import Tenant, tenant_transaction
+from tests.api.conftest import Api, api, api_users  # noqa: F401  (fixtures used here)
+from tests.fixtures.database import TestDatabase
+from tests.fixtures.tenants import Org
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+playwright_api = pytest.importorskip("playwright.sync_api",
+                                     reason="playwright (the dev extra) is not installed")
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[object]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no chromium at {CHROMIUM}: install Debian's chromium to run board tests")
+    with playwright_api.sync_playwright() as p:
+        # launch() gives every run a fresh temporary profile; contexts isolate the sessions.
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield browser
+        browser.close()
+
+
+class Board:
+    """Browser sessions (each its own profile and cookies) against the running API."""
+
+    def __init__(self, server: Api, browser: object, shots: Path) -> None:
+        self.api = server
+        self.browser = browser
+        self.shots = shots
+        self.contexts: list[object] = []
+
+    def session(self, width: int = 1280, height: int = 900) -> object:
+        context = self.browser.new_context(viewport={"width": width, "height": height},
+                                           base_url=self.api.base_url)
+        self.contexts.append(context)
+        return context.new_page()
+
+    def signed_in(self, user: str, **kw: int) -> object:
+        page = self.session(**kw)
+        page.goto("/board/login")
+        page.get_by_label("Your API token").fill(self.api.users.tokens[user])
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url("**/board")
+        return page
+
+    def shot(self, page: object, name: str) -> None:
+        page.screenshot(path=str(self.shots / f"{name}.png"), full_page=True)
+
+    def close(self) -> None:
+        for context in self.contexts:
+            context.close()
+
+
+@pytest.fixture
+def board(api: Api, chromium: object,  # noqa: F811  (the imported fixture)
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Board]:
+    shots = tmp_path_factory.getbasetemp() / "board-screenshots"
+    shots.mkdir(exist_ok=True)
+    b = Board(api, chromium, shots)
+    try:
+        yield b
+    finally:
+        b.close()
+        print(f"board screenshots: {shots}")
+
+
+def write_state(database: TestDatabase, org: Org, plant_code: str, ts: datetime,
+                state: str, reason: str | None = None) -> None:
+    """A state row through the ingest's write path (COPY -> staging -> definer function)
+    under the machine's tenant, as the ingest writes it."""
+    machine, plant = org.machines[plant_code], org.machine_plant[plant_code]
+    with psycopg.connect(database.app_url) as conn, tenant_transaction(conn, Tenant(org.id)):
+        assert write_staged(conn, "machine_status",
+                            [(org.id, plant, machine, ts, state, reason)]) == 1

@@ -1,0 +1,142 @@
+"""The board in Debian's chromium against `mes api`, its database and the ingest's write path.
+
+The state change behind a tile's colour is written through core.staging.write_staged under the
+machine's tenant (what the ingest does with a message), not by a running simulator, agent and
+ingest: that pipeline is tested end to end in tests/edge and tests/ingest, and here it would only
+add its own latency to the 2 s the tile has."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from tests.board.conftest import Board, write_state
+from tests.fixtures.database import TestDatabase
+from tests.fixtures.tenants import Tenants
+
+
+def tile(page, tenants_org, code: str):
+    return page.locator(f'.tile[data-machine="{tenants_org.machines[code]}"]')
+
+
+def test_sign_in_shows_the_plant_in_the_users_scope_only(board: Board,
+                                                         tenants: Tenants) -> None:
+    page = board.signed_in("a1_tech")
+    assert page.get_by_role("heading", name="Plant").is_visible()
+    assert tile(page, tenants.a, "a1").count() == 1
+    assert tile(page, tenants.a, "a2").count() == 0, "another plant of the organization"
+    assert tile(page, tenants.b, "b1").count() == 0, "another organization"
+    cookie = next(c for c in page.context.cookies() if c["name"] == "mes_board")
+    assert (cookie["httpOnly"], cookie["secure"], cookie["sameSite"]) == (True, True, "Strict")
+    assert cookie["expires"] > time.time()
+    board.shot(page, "plant")
+
+
+def test_a_wrong_token_is_refused(board: Board) -> None:
+    page = board.session()
+    page.goto("/board/login")
+    page.get_by_label("Your API token").fill("mes_" + "0" * 32 + "_" + "x" * 43)
+    page.get_by_role("button", name="Sign in").click()
+    assert page.get_by_role("alert").inner_text() == "This token is unknown, expired or revoked."
+    assert not [c for c in page.context.cookies() if c["name"] == "mes_board"]
+    page.goto("/board")
+    assert page.url.endswith("/board/login"), "without a sign-in the board sends you to login"
+
+
+def test_a_tiles_colour_follows_a_state_change_within_2_s(board: Board, database: TestDatabase,
+                                                         tenants: Tenants) -> None:
+    page = board.signed_in("a_admin")
+    a1 = tile(page, tenants.a, "a1")
+    before = a1.get_attribute("data-state")
+    new = "fault" if before != "fault" else "running"
+    page.wait_for_timeout(300)  # the page's EventSource is open
+    write_state(database, tenants.a, "a1", datetime.now(UTC), new, "E42")
+    written = time.monotonic()
+    page.wait_for_selector(f'.tile[data-machine="{tenants.a.machines["a1"]}"].state-{new}',
+                           timeout=2000)
+    assert time.monotonic() - written < 2
+    assert a1.locator("[data-field=state]").inner_text() in ("Fault", "Running")
+    assert "state-" + before not in a1.get_attribute("class")
+    colour = a1.evaluate("e => getComputedStyle(e).backgroundColor")
+    assert colour == ("rgb(179, 38, 30)" if new == "fault" else "rgb(27, 122, 58)")
+    board.shot(page, "plant-after-state-change")
+
+
+def test_a_technician_completes_a_task_and_a_second_session_sees_the_conflict(
+        board: Board, tenants: Tenants) -> None:
+    first = board.signed_in("a1_tech")
+    second = board.signed_in("a1_tech2")
+    for page in (first, second):
+        page.goto("/board/tasks")
+    task = first.locator("#free-tasks .task").first
+    task_id = task.get_attribute("data-task")
+    # The second technician is typing into the same task: the live reload leaves the page be.
+    stale = second.locator(f'.task[data-task="{task_id}"]')
+    stale.get_by_label("Meter reading").fill("10350")
+    board.shot(first, "tasks")
+    task.get_by_label("Meter reading").fill("10342")
+    task.get_by_role("button", name="Complete").click()
+    first.get_by_role("status").wait_for()
+    assert first.get_by_role("status").inner_text() == "Task completed."
+    assert first.locator(f'#my-tasks [data-task="{task_id}"], #free-tasks [data-task="{task_id}"]'
+                         ).count() == 0
+    done = first.locator(f'#done-tasks [data-task="{task_id}"]')
+    assert "done" in done.inner_text() and "meter 10342" in done.inner_text()
+    # The second technician's page was drawn before: completing is refused, said plainly.
+    stale.get_by_role("button", name="Complete").click()
+    second.get_by_role("status").wait_for()
+    notice = second.get_by_role("status").inner_text()
+    assert notice.startswith("Not done:") and "changed" in notice, notice
+    assert board.api.ok("a1_tech", "GET", f"/v1/pm/tasks/{task_id}")["completed_by_user_id"] \
+        == str(board.api.users.ids["a1_tech"])
+
+
+def test_logout_ends_the_session(board: Board) -> None:
+    page = board.signed_in("a1_tech")
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url("**/board/login")
+    assert not [c for c in page.context.cookies() if c["name"] == "mes_board"]
+    page.goto("/board/tasks")
+    assert page.url.endswith("/board/login")
+
+
+def test_every_page_fits_360_px_without_horizontal_scroll(board: Board,
+                                                          tenants: Tenants) -> None:
+    page = board.signed_in("a1_lead", width=360, height=740)
+    machine = f"/board/machines/{tenants.a.machines['a1']}?day=2026-01-05"
+    for name, path in (("plant", "/board"), ("machine", machine), ("tasks", "/board/tasks"),
+                       ("handover", "/board/handover")):
+        page.goto(path)
+        overflow = page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 0, f"{name}: {overflow} px of horizontal scroll at 360 px"
+        board.shot(page, f"{name}-360px")
+
+
+def test_the_keyboard_reaches_the_actions(board: Board, tenants: Tenants) -> None:
+    page = board.signed_in("a1_lead")
+    page.goto(f"/board/machines/{tenants.a.machines['a1']}?day=2026-01-05")
+    reached = []
+    for _ in range(60):
+        page.keyboard.press("Tab")
+        reached.append(page.evaluate("document.activeElement.textContent.trim() || "
+                                     "document.activeElement.getAttribute('aria-label') || "
+                                     "document.activeElement.id"))
+    assert reached[0] == "Skip to content"
+    for action in ("Save reason", "Sign out"):
+        assert action in reached, (action, reached)
+
+
+def test_machine_view_draws_the_days_timeline_and_stops(board: Board, tenants: Tenants) -> None:
+    page = board.signed_in("a1_operator")
+    day = (datetime(2026, 1, 5, tzinfo=UTC)).date().isoformat()
+    page.goto(f"/board/machines/{tenants.a.machines['a1']}?day={day}")
+    states = page.locator("svg.timeline rect[class^=state-]")
+    assert states.count() >= 3  # running, fault, running from the seed
+    assert page.locator("svg.timeline .state-fault title").first.text_content().startswith("Fault")
+    page.get_by_label("Reason").first.fill("die-change")
+    page.get_by_role("button", name="Save reason").first.click()
+    page.get_by_role("status").wait_for()
+    assert page.get_by_role("status").inner_text() == "Reason saved."
+    assert "die-change" in page.locator(".stops").inner_text()
+    board.shot(page, "machine")
