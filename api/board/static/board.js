@@ -40,8 +40,13 @@ function onStop(e) {
 }
 
 // Pages whose content is a list of tasks or stops redraw when those change, unless the user
-// is typing into a form (they would lose what they typed).
+// is typing into a form (they would lose what they typed) or has just sent one (a reload would
+// cancel the answer, often the very change that caused the event).
+let submitting = false;
+document.addEventListener("submit", () => { submitting = true; });
+
 function reloadWhenIdle() {
+  if (submitting) return;
   const busy = document.activeElement && ["INPUT", "TEXTAREA", "SELECT"]
     .includes(document.activeElement.tagName) && document.activeElement.value;
   if (!busy) location.reload();
