@@ -84,6 +84,12 @@ class Api:
             headers["Authorization"] = f"Bearer {self.users.tokens[user]}"
         return httpx.request(method, self.base_url + path, headers=headers, timeout=30, **kw)
 
+    def stream_status(self, user: str, path: str, **kw: Any) -> int:
+        """The status of a GET whose body never ends (server-sent events), then hang up."""
+        headers = {"Authorization": f"Bearer {self.users.tokens[user]}"}
+        with httpx.stream("GET", self.base_url + path, headers=headers, timeout=30, **kw) as r:
+            return r.status_code
+
     def ok(self, user: str, method: str, path: str, **kw: Any) -> Any:
         """The JSON of a request that must succeed."""
         r = self.call(user, method, path, **kw)

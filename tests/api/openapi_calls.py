@@ -43,6 +43,7 @@ class Operation:
     body: dict[str, Any] | None
     body_ids: list[str]
     roles: list[str] | None
+    streams: bool = False  # answers text/event-stream: a response that never ends
 
     @property
     def name(self) -> str:
@@ -89,8 +90,10 @@ def operations(spec: dict[str, Any]) -> Spec:
                 for p in body_ids:
                     if p not in ID_PARAMS:
                         out.uncovered.append(f"{name}: body field {p}")
+            streams = "text/event-stream" in op.get("responses", {}).get("200", {}).get(
+                "content", {})
             out.operations.append(Operation(method.upper(), template, path_params, query,
-                                            body, body_ids, op.get("x-roles")))
+                                            body, body_ids, op.get("x-roles"), streams))
     return out
 
 
