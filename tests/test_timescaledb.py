@@ -135,7 +135,8 @@ def test_compressed_chunks_stay_readable_and_take_late_rows(
         assert write_staged(app, "machine_status", samples) == len(samples)
     event = uuid.uuid4()
     m, p = a.machines["a1"], a.machine_plant["a1"]
-    stop = (a.id, p, m, event, LATE - timedelta(days=20), None, "fault", None, "unplanned", None)
+    stop = (a.id, p, m, event, LATE - timedelta(days=20), None, "fault", None, "unplanned", None,
+            None)
     with tenant_transaction(app, Tenant(a.id)):
         assert write_staged(app, "downtime_event", [stop]) == 1
 
