@@ -61,6 +61,7 @@ class ModbusConnection:
         self._pending: dict[int, asyncio.Future[tuple[int, bytes, datetime]]] = {}
         self._closed: Exception | None = None
         self.unmatched_replies = 0
+        self.peak_in_flight = 0  # the most requests that waited for a reply at once
         self._task = asyncio.create_task(self._receive(), name="modbus-receive")
 
     @classmethod
@@ -89,6 +90,7 @@ class ModbusConnection:
             asyncio.get_running_loop().create_future()
         )
         self._pending[tid] = future
+        self.peak_in_flight = max(self.peak_in_flight, len(self._pending))
         self._writer.write(_REQUEST.pack(tid, 0, 6, unit, fc, start, count))
         try:
             reply_unit, pdu, at = await asyncio.wait_for(future, timeout_s)
