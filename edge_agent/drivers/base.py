@@ -12,9 +12,12 @@ import asyncio
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from core.config_model import StrictModel
+
+if TYPE_CHECKING:
+    from edge_agent.drivers.runtime import Pace
 
 Value = bool | int | float | str | None
 
@@ -70,6 +73,7 @@ class Driver(Protocol):
     """What the agent needs from a PLC driver; one instance per device."""
 
     name: str
+    pace: Pace  # polling drivers stretch their interval by it (drivers.runtime.Pace)
 
     async def read_once(self) -> list[TagReading]:
         """Connect if needed and read every configured tag once."""

@@ -30,6 +30,7 @@ from edge_agent.drivers.modbus.plan import ReadRequest, plan_reads
 from edge_agent.drivers.modbus.transport import ModbusConnection, ModbusRefused
 from edge_agent.drivers.runtime import (
     HealthTracker,
+    Pace,
     combine,
     deliver,
     failed,
@@ -183,6 +184,7 @@ class ModbusDriver:
             addresses.append(t.address)
         self.name = device.name
         self.device = device
+        self.pace = Pace()
         self.plan = plan_reads(device, addresses)
         self._links = [
             _UnitLink(device, unit, list(reqs), tags)
@@ -210,9 +212,9 @@ class ModbusDriver:
     async def _poll_loop(
         self, link: _UnitLink, sink: Callable[[list[TagReading]], None], stop: asyncio.Event
     ) -> None:
-        interval = self.device.poll_interval_s
         due = time.monotonic()
         while not stop.is_set():
+            interval = self.pace.interval(self.device.poll_interval_s)
             try:
                 readings, reachable = await link.poll()
             except Exception as e:  # a bug must not end acquisition for the whole device
