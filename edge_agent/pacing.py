@@ -4,11 +4,14 @@ by one shared factor, so that its event loop leaves room for the rest of the pro
 The publisher (paho's keepalive and PUBACKs) and the status endpoint run on threads of their own,
 but Python runs one thread at a time: a loop that polls flat out starves them, the broker drops
 the agent for a missed keepalive and /metrics stops answering exactly when it matters. So the
-agent's tick measures how busy the loop's thread was (its CPU time over the wall time of a
-window of at least `WINDOW_S`). Above `BUSY_HIGH` the slow-down factor grows so that the load
-would fall to `BUSY_TARGET`; below `BUSY_LOW` it shrinks back towards 1 by at most a fifth per
-window. Every polling driver waits `poll_interval_s x factor` between polls (drivers.runtime.Pace),
-so all devices slow evenly and none is dropped. The factor is the metric
+agent's tick measures, over windows of at least `WINDOW_S`, how busy the loop's thread was (its
+CPU time over wall time) and how many polls ended after the next was due (on a machine whose
+cores are shared, a starved loop is late before it is busy). Above `BUSY_HIGH` the slow-down
+factor grows so that the load would fall to `BUSY_TARGET`; with most polls late
+(`LATE_SHARE`) it grows by a quarter; with the load below `BUSY_LOW` and polls on time it
+shrinks back towards 1 by at most a fifth per window.
+Every polling driver waits `poll_interval_s x factor` between polls (drivers.runtime.Pace), so
+all devices slow evenly and none is dropped. The factor is the metric
 `mes_edge_poll_slowdown_ratio`; a warning says by how much when polling first slows and again
 whenever the factor moves by more than a quarter, and when the configured rate is kept again.
 Subscriptions (OPC UA) are paced by their server, not here. The outbox meanwhile drains at the
@@ -29,6 +32,7 @@ WINDOW_S = 1.0
 BUSY_HIGH = 0.75
 BUSY_TARGET = 0.6
 BUSY_LOW = 0.45
+LATE_SHARE = 0.5
 MAX_FACTOR = 50.0
 
 
@@ -48,6 +52,7 @@ class PaceController:
         self._cpu = cpu
         self._since = clock()
         self._cpu_since = cpu()
+        self._polls, self._late = pace.polls, pace.late
         self._warned = 1.0
 
     def update(self) -> None:
@@ -57,9 +62,15 @@ class PaceController:
             return
         self.busy = busy = (cpu - self._cpu_since) / (now - self._since)
         self._since, self._cpu_since = now, cpu
-        factor = self.pace.factor
+        pace = self.pace
+        polls, late = pace.polls - self._polls, pace.late - self._late
+        self._polls, self._late = pace.polls, pace.late
+        behind = polls > 0 and late / polls > LATE_SHARE
+        factor = pace.factor
         if busy > BUSY_HIGH:
-            factor = min(MAX_FACTOR, factor * busy / BUSY_TARGET)
+            factor = min(MAX_FACTOR, factor * max(busy / BUSY_TARGET, 1.25 if behind else 1.0))
+        elif behind:
+            factor = min(MAX_FACTOR, factor * 1.25)
         elif busy < BUSY_LOW and factor > 1.0:
             factor = max(1.0, factor * max(0.8, busy / BUSY_TARGET))
         self.pace.factor = factor

@@ -223,7 +223,9 @@ class ModbusDriver:
             deliver(sink, readings, self.name)
             if reachable:
                 link.backoff.reset()
-                due = max(due + interval, time.monotonic())
+                due += interval
+                self.pace.polled(late=due < time.monotonic())
+                due = max(due, time.monotonic())
             else:
                 due = time.monotonic() + max(interval, link.backoff.delay())
             if await sleep_or_stop(stop, due - time.monotonic()):
