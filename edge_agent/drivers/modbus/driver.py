@@ -86,6 +86,7 @@ class _UnitLink:
         self._window = asyncio.Semaphore(device.max_outstanding_requests)
         self._failures = 0
         self._down: str | None = None
+        self.reachable = True  # as of the last poll (the poll loop logs the changes)
         self.bound = [b for p in self._requests for b in p.bound]
         self.health = HealthTracker()
         self.backoff = Backoff(
@@ -221,6 +222,14 @@ class ModbusDriver:
                 log.exception("modbus poll failed", extra={"device": self.name, "unit": link.unit})
                 readings, reachable = failed(link.bound, f"internal error: {e}"), False
             deliver(sink, readings, self.name)
+            if reachable != link.reachable:  # one line when a unit is lost and one when back
+                link.reachable = reachable
+                where = {"device": self.name, "unit": link.unit}
+                if reachable:
+                    log.warning("modbus unit reachable again", extra=where)
+                else:
+                    log.warning("modbus unit unreachable; retrying",
+                                extra={**where, "error": link.health.last_error})  # fmt: skip
             if reachable:
                 link.backoff.reset()
                 due += interval
