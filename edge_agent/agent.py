@@ -25,9 +25,9 @@ Readings must reach a tracker in time order, so a reading stamped before such a 
 notification in flight while the tick ran) is moved to just after it: a shift of at most a few
 milliseconds.
 
-**Overload.** When the loop cannot keep the configured poll rate, the tick slows every polling
-driver by one shared factor (`pacing`), so the publisher's and the status endpoint's threads
-are never starved; the factor is a metric and a warning says by how much.
+**Overload.** When the process cannot keep the configured poll rate, the tick slows every
+polling driver by one shared factor (`pacing`), so the publisher's and the status endpoint's
+threads are never starved; the factor is a metric and a warning says by how much.
 
 **Failure.** Drivers reconnect by themselves and report unreadable tags as errors (the tracker
 makes the machine `offline`); the publisher reconnects by itself and the outbox holds the data
@@ -207,7 +207,7 @@ class EdgeAgent:
         tasks: list[asyncio.Task[None]] = []
         try:
             self.publisher.start()
-            self._pacing = PaceController(self.pace)  # measures this (the loop's) thread
+            self._pacing = PaceController(self.pace)
             self._tick()  # stops left open by a crash longer ago than offline_after_s end now
             tasks = [
                 asyncio.create_task(self._supervise(d, stop), name=f"driver:{name}")

@@ -22,10 +22,11 @@ if TYPE_CHECKING:
 Value = bool | int | float | str | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TagReading:
     """A tag's value at `ts` (UTC: when the PLC showed it, never earlier; see the drivers); on
-    failure `value` is None, `error` set."""
+    failure `value` is None, `error` set. Read-only by convention: one is made per value read,
+    and a frozen dataclass takes four times as long to construct."""
 
     machine: str
     tag: str

@@ -25,16 +25,9 @@ class Pace:
 
     def __init__(self) -> None:
         self.factor = 1.0
-        self.polls = 0
-        self.late = 0  # polls that ended after the next one was due
 
     def interval(self, configured_s: float) -> float:
         return configured_s * self.factor
-
-    def polled(self, *, late: bool) -> None:
-        """Count a poll; `late` when it ended after the next one was due."""
-        self.polls += 1
-        self.late += late
 
 
 def failed(tags: Iterable[BoundTag], error: str, ts: datetime | None = None) -> list[TagReading]:

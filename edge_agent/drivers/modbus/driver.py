@@ -232,9 +232,7 @@ class ModbusDriver:
                                 extra={**where, "error": link.health.last_error})  # fmt: skip
             if reachable:
                 link.backoff.reset()
-                due += interval
-                self.pace.polled(late=due < time.monotonic())
-                due = max(due, time.monotonic())
+                due = max(due + interval, time.monotonic())
             else:
                 due = time.monotonic() + max(interval, link.backoff.delay())
             if await sleep_or_stop(stop, due - time.monotonic()):
