@@ -88,3 +88,23 @@ def test_a_server_that_loses_pipelined_requests_costs_errors_never_wrong_values(
         assert r.error is not None or r.value == _expected(r.tag), r
     # each segment's last request is answered: unit 1 keeps delivering values
     assert any(r.error is None for r in readings if r.tag != "other_unit")
+
+
+def test_a_pipelining_driver_serves_one_event_loop_after_another() -> None:
+    # Read and closed in one loop (as `mes edge check` does), read again in another.
+    server = ModbusTestServer(pipelined=True)
+    server.start()
+    driver = make_driver(device(server.port, max_outstanding_requests=4), bound(TAGS))
+
+    async def poll() -> dict[str, Any]:
+        readings = await driver.read_once()
+        await driver.close()
+        assert [r for r in readings if r.error] == []
+        return {r.tag: r.value for r in readings}
+
+    try:
+        first = asyncio.run(poll())
+        second = asyncio.run(poll())
+    finally:
+        server.stop()
+    assert first == second and first["count"] == EXPECTED["count"]

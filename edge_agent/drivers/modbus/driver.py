@@ -82,6 +82,7 @@ class _UnitLink:
         self.unit = unit
         self._requests = [_Planned(r, tags) for r in requests]
         self._connection: ModbusConnection | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._connecting = asyncio.Lock()
         self._window = asyncio.Semaphore(device.max_outstanding_requests)
         self._failures = 0
@@ -97,6 +98,11 @@ class _UnitLink:
     async def poll(self) -> tuple[list[TagReading], bool]:
         """Read every request of this unit once, up to the device's depth in flight together;
         False when the unit could not be reached."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a connection, lock and window serve one event loop only
+            self.drop()
+            self._loop, self._connecting = loop, asyncio.Lock()
+            self._window = asyncio.Semaphore(self._device.max_outstanding_requests)
         self._down = None
         if len(self._requests) == 1:
             parts = [await self._request(self._requests[0])]
