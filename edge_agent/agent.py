@@ -25,6 +25,10 @@ Readings must reach a tracker in time order, so a reading stamped before such a 
 notification in flight while the tick ran) is moved to just after it: a shift of at most a few
 milliseconds.
 
+**Overload.** When the process cannot keep the configured poll rate, the tick slows every
+polling driver by one shared factor (`pacing`), so the publisher's and the status endpoint's
+threads are never starved; the factor is a metric and a warning says by how much.
+
 **Failure.** Drivers reconnect by themselves and report unreadable tags as errors (the tracker
 makes the machine `offline`); the publisher reconnects by itself and the outbox holds the data
 meanwhile: the agent starts and runs with every PLC and the broker unreachable. A driver that
@@ -58,8 +62,9 @@ from edge_agent.delivery.publisher import Publisher
 from edge_agent.derivation.state import MachineTracker
 from edge_agent.drivers.base import Driver, TagReading, Value
 from edge_agent.drivers.registry import make_driver
-from edge_agent.drivers.runtime import now, sleep_or_stop
+from edge_agent.drivers.runtime import Pace, now, sleep_or_stop
 from edge_agent.metrics import AgentCollector
+from edge_agent.pacing import PaceController
 from edge_agent.tagmap import AgentConfig, MachineConfig
 
 log = logging.getLogger(__name__)
@@ -150,6 +155,10 @@ class EdgeAgent:
             for d in config.devices
             if (tags := config.bound_tags(d.name))
         }
+        self.pace = Pace()  # shared: every device slows evenly under overload (pacing)
+        for driver in self.drivers.values():
+            driver.pace = self.pace
+        self._pacing: PaceController | None = None
         self.outbox = Outbox.open(config.outbox, gw.gateway)
         try:
             self.machines = {m.code: self._machine(m) for m in config.machines}
@@ -198,6 +207,7 @@ class EdgeAgent:
         tasks: list[asyncio.Task[None]] = []
         try:
             self.publisher.start()
+            self._pacing = PaceController(self.pace)
             self._tick()  # stops left open by a crash longer ago than offline_after_s end now
             tasks = [
                 asyncio.create_task(self._supervise(d, stop), name=f"driver:{name}")
@@ -312,6 +322,8 @@ class EdgeAgent:
 
     def _tick(self) -> None:
         self._last_tick = time.monotonic()
+        if self._pacing is not None:
+            self._pacing.update()
         t = now()
         records: list[Record] = []
         produced: list[_Machine] = []
@@ -378,6 +390,7 @@ class EdgeAgent:
             "running": self.running,
             "ticking": ticking,
             "broker": publisher.state.value,
+            "poll_slowdown": round(self.pace.factor, 2),
             "devices": {
                 name: {
                     "connected": h.connected,

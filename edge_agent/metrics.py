@@ -15,6 +15,7 @@ keep their own counters and this reads them at scrape time.
 | `mes_edge_machine_state` | machine, state | 1 for the machine's current state |
 | `mes_edge_values_total` | | tag values handed to the trackers |
 | `mes_edge_records_total` | kind | records handed to the outbox |
+| `mes_edge_poll_slowdown_ratio` | | polls this much slower than configured (1: keeping up) |
 | `mes_edge_messages_published_total`, `..._acked_total` | | MQTT messages sent, PUBACKed |
 | `mes_edge_records_acked_total` | | records in acknowledged messages |
 | `mes_edge_publish_refused_total` | | publishes the broker refused (MQTT 5 reason code) |
@@ -39,6 +40,7 @@ from core.wire import Kind, MachineState
 from edge_agent.delivery.outbox import RECORD_KINDS, Outbox
 from edge_agent.delivery.publisher import ConnectionState, Publisher
 from edge_agent.drivers.base import Driver
+from edge_agent.drivers.runtime import Pace
 
 _P = "mes_edge_"
 
@@ -52,6 +54,7 @@ class MeasuredAgent(Protocol):
     values_in: int
     records_out: Mapping[Kind, int]
     driver_restarts: int
+    pace: Pace
 
     def machine_states(self) -> Mapping[str, MachineState | None]:
         """Each machine's current state (None before its first good read)."""
@@ -123,7 +126,12 @@ class AgentCollector(Collector):
         )
         for kind in RECORD_KINDS:
             records.add_metric([kind.value], self._agent.records_out[kind])
-        yield from (state, values, records)
+        slowdown = GaugeMetricFamily(
+            _P + "poll_slowdown_ratio",
+            "How much slower than configured every device is polled (1: the configured rate)",
+        )
+        slowdown.add_metric([], self._agent.pace.factor)
+        yield from (state, values, records, slowdown)
 
     def _publishing(self) -> Iterator[Metric]:
         s = self._agent.publisher.stats()

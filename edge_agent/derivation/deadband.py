@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +28,9 @@ class TelemetryFilter:
     sent_value: float | None = None
     sent_ts: datetime | None = None
     pending: tuple[datetime, float] | None = None
+    # The snapshot of the last published value, made once per publish rather than once per
+    # tracker snapshot (every second, for every analog tag of every machine).
+    _saved: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def moved(self, value: float) -> bool:
         """Whether `value` is past every deadband from the last published value."""
@@ -66,15 +69,17 @@ class TelemetryFilter:
         return self._send(*self.pending)
 
     def _send(self, ts: datetime, value: float) -> list[TelemetryRecord]:
-        self.sent_value, self.sent_ts, self.pending = value, ts, None
+        self.sent_value, self.sent_ts, self.pending, self._saved = value, ts, None, None
         return [TelemetryRecord(self.machine, self.spec.published_name, ts, value)]
 
     def snapshot(self) -> dict[str, Any]:
         """JSON-serialisable state (a pending move is dropped: the next read supersedes it)."""
-        return {
-            "sent_value": self.sent_value,
-            "sent_ts": self.sent_ts.isoformat() if self.sent_ts else None,
-        }
+        if self._saved is None:
+            self._saved = {
+                "sent_value": self.sent_value,
+                "sent_ts": self.sent_ts.isoformat() if self.sent_ts else None,
+            }
+        return self._saved
 
     @classmethod
     def restore(cls, spec: TelemetrySpec, machine: str, data: dict[str, Any]) -> TelemetryFilter:

@@ -36,6 +36,8 @@ def truthy(value: object) -> bool | None:
 
 def number(value: object) -> float | None:
     """A finite number from a bool, int or float; None otherwise."""
+    if type(value) is float:  # the common case (analog tags), checked first: the hot path
+        return value if math.isfinite(value) else None
     if isinstance(value, bool | int | float):
         result = float(value)
         return result if math.isfinite(result) else None

@@ -12,17 +12,21 @@ import asyncio
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from core.config_model import StrictModel
+
+if TYPE_CHECKING:
+    from edge_agent.drivers.runtime import Pace
 
 Value = bool | int | float | str | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TagReading:
     """A tag's value at `ts` (UTC: when the PLC showed it, never earlier; see the drivers); on
-    failure `value` is None, `error` set."""
+    failure `value` is None, `error` set. Read-only by convention: one is made per value read,
+    and a frozen dataclass takes four times as long to construct."""
 
     machine: str
     tag: str
@@ -70,6 +74,7 @@ class Driver(Protocol):
     """What the agent needs from a PLC driver; one instance per device."""
 
     name: str
+    pace: Pace  # polling drivers stretch their interval by it (drivers.runtime.Pace)
 
     async def read_once(self) -> list[TagReading]:
         """Connect if needed and read every configured tag once."""

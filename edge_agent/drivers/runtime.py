@@ -18,6 +18,18 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+class Pace:
+    """How much slower than configured every polling driver of an agent polls: each waits
+    `interval(poll_interval_s)` between polls. The agent shares one Pace among its drivers and
+    raises `factor` above 1 while it cannot keep up (edge_agent.pacing)."""
+
+    def __init__(self) -> None:
+        self.factor = 1.0
+
+    def interval(self, configured_s: float) -> float:
+        return configured_s * self.factor
+
+
 def failed(tags: Iterable[BoundTag], error: str, ts: datetime | None = None) -> list[TagReading]:
     """A reading with `error` set for each of `tags`."""
     ts = ts or now()

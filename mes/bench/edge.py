@@ -4,6 +4,8 @@
     mes bench edge --minutes 10           # the flat-memory check
     mes bench edge --machines 50 --tags 50 --seconds 60    # 5,000 values/s offered
     mes bench edge --machines 110         # over 20,000 values/s that really change (below)
+    mes bench edge --protocols modbus     # one protocol's cost alone (all machines on it)
+    mes bench edge --protocols modbus --modbus-depth 4    # a poll's requests pipelined
 
 The simulator (`mes sim`, half the machines on Modbus, half on OPC UA, ticking at the poll
 rate) runs as two processes, one per protocol, so that its CPU is not the agent's and neither
@@ -43,6 +45,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,6 +73,8 @@ class BenchOptions:
     seconds: float = 60.0
     warmup_s: float = 15.0
     seed: int = 1
+    protocols: tuple[Protocol, ...] = (Protocol.MODBUS, Protocol.OPCUA)
+    modbus_depth: int = 1
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,7 @@ class _Sample:
     modbus_values: int
     rss_mb: float
     children_cpu_s: dict[str, float]
+    slowdown: float
 
 
 def _rss_mb() -> float:
@@ -134,6 +140,7 @@ def _sample(agent: EdgeAgent, helpers: dict[str, int]) -> _Sample:
         modbus_values=sum(h.reads + h.read_errors for h in modbus),
         rss_mb=_rss_mb(),
         children_cpu_s={role: _cpu_s(pid) for role, pid in helpers.items()},
+        slowdown=agent.pace.factor,
     )
 
 
@@ -159,11 +166,17 @@ def minimum_requests_per_poll(config: AgentConfig) -> tuple[int, int]:
     return sum(math.ceil((hi - lo) / limits[k]) for k, (lo, hi) in spans.items()), tags
 
 
-def bench_config(sim: SimConfig, broker: BrokerServer, outbox: Path, hz: float) -> AgentConfig:
-    """The simulator's tag map for `sim` (both protocols, split), publishing to `broker`."""
+def bench_config(
+    sim: SimConfig, broker: BrokerServer, outbox: Path, hz: float, modbus_depth: int = 1
+) -> AgentConfig:
+    """The simulator's tag map for `sim`, publishing to `broker`, Modbus requests pipelined
+    `modbus_depth` deep."""
     data = build(sim, poll_interval_s=1 / hz)
     data["broker"].update(port=broker.port)
     data["outbox"]["path"] = str(outbox)
+    for device in data["devices"]:
+        if device["protocol"] == "modbus":
+            device["max_outstanding_requests"] = modbus_depth
     return AgentConfig.model_validate(data)
 
 
@@ -209,21 +222,22 @@ def run_bench(opts: BenchOptions, out: Any = sys.stdout) -> dict[str, Any]:
     # One simulator process per protocol, the same seeded model in each: the map reads the
     # first half of the machines from the Modbus one and the rest from the OPC UA one. (A
     # simulator running one protocol serves every machine on it; the agent ignores the rest.)
+    # With one protocol, every machine is on it.
     sim_config = SimConfig(
         machines=opts.machines, seed=opts.seed, extra_tags=extra, tick_s=1 / opts.hz,
-        assignment=Assignment.SPLIT,
+        assignment=Assignment.SPLIT, protocols=opts.protocols,
     ).with_ports()  # fmt: skip
-    per_protocol = [sim_config.model_copy(update={"protocols": (p,)}) for p in Protocol]
+    per_protocol = [sim_config.model_copy(update={"protocols": (p,)}) for p in opts.protocols]
     with tempfile.TemporaryDirectory(prefix="mes-bench-edge-") as tmp:
         work = Path(tmp)
         print(f"starting mosquitto and the simulators ({opts.machines} machines x {opts.tags} "
               f"tags, {opts.hz:g} Hz) ...", file=out, flush=True)  # fmt: skip
-        with (
-            BrokerServer.create(work) as broker,
-            SimulatorHandle(per_protocol[0], process=True),
-            SimulatorHandle(per_protocol[1], process=True),
-        ):
-            config = bench_config(sim_config, broker, work / "outbox.sqlite", opts.hz)
+        with ExitStack() as running:
+            broker = running.enter_context(BrokerServer.create(work))
+            for sim in per_protocol:
+                running.enter_context(SimulatorHandle(sim, process=True))
+            config = bench_config(sim_config, broker, work / "outbox.sqlite", opts.hz,
+                                  opts.modbus_depth)  # fmt: skip
             min_per_poll, modbus_tags = minimum_requests_per_poll(config)
             agent = EdgeAgent(config)
             planned = sum(len(d.plan) for d in agent.drivers.values()
@@ -265,6 +279,9 @@ def _results(
             role: round((cpu_s - a.children_cpu_s[role]) / elapsed, 3)
             for role, cpu_s in b.children_cpu_s.items()
         },
+        "protocols": [p.value for p in opts.protocols],
+        "modbus_depth": opts.modbus_depth,
+        "poll_slowdown_end": round(b.slowdown, 2),
         "rss_mb_before_agent": round(rss_before, 1),
         "rss_mb_start": round(a.rss_mb, 1),
         "rss_mb_end": round(b.rss_mb, 1),
@@ -290,7 +307,8 @@ def summary(r: dict[str, Any]) -> str:
         f"   target < {LIGHT_CPU_SHARE:.0%} at {LIGHT_VALUES_PER_S:,} values/s",
         f"  CPU s per 1,000 values   {cpu_per_value:12.4f}" if cpu_per_value is not None else "",
         f"  by protocol              Modbus {r['modbus_values_per_s']:,.0f}/s (each unit polled "
-        f"{r['modbus_polls_per_s']:.2f} times/s of {r['hz']:g}), OPC UA "
+        f"{r['modbus_polls_per_s']:.2f} times/s of {r['hz']:g}, {r['modbus_depth']} request(s) "
+        f"in flight per unit, poll slow-down {r['poll_slowdown_end']:g}x at the end), OPC UA "
         f"{r['opcua_values_per_s']:,.0f}/s (changed values only)",
         f"  helpers' share of a core {helpers} (a simulator near 100 % is saturated: then it "
         "limits the rate)",
@@ -324,6 +342,10 @@ def register_bench(benches: Any) -> None:
     p.add_argument("--warmup", type=float, default=d.warmup_s,
                    help=f"seconds before measuring (default {d.warmup_s:g})")  # fmt: skip
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--protocols", choices=["both", *(p.value for p in Protocol)], default="both",
+                   help="simulate and read machines on both protocols (split) or on one")
+    p.add_argument("--modbus-depth", type=int, default=d.modbus_depth,
+                   help="max_outstanding_requests of the Modbus device (default 1)")
     p.set_defaults(func=_cli)
 
 
@@ -332,8 +354,10 @@ def _cli(args: argparse.Namespace) -> int:
 
     configure("warning", "text")
     seconds = args.minutes * 60 if args.minutes is not None else args.seconds
+    protocols = tuple(Protocol) if args.protocols == "both" else (Protocol(args.protocols),)
     opts = BenchOptions(machines=args.machines, tags=args.tags, hz=args.hz, seconds=seconds,
-                        warmup_s=args.warmup, seed=args.seed)  # fmt: skip
+                        warmup_s=args.warmup, seed=args.seed, protocols=protocols,
+                        modbus_depth=args.modbus_depth)  # fmt: skip
     results = run_bench(opts)
     print(summary(results))
     print(json.dumps(results))

@@ -12,7 +12,6 @@ import struct
 from collections.abc import Sequence
 
 from pymodbus.constants import ExcCodes
-from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from mes.sim.layout import (
@@ -24,6 +23,7 @@ from mes.sim.layout import (
     input_count,
     modbus_unit,
 )
+from mes.sim.modbus_pipelined import PipelinedModbusTcpServer
 from mes.sim.model import Snapshot
 
 # Function code -> table it reads or writes (Modbus application protocol, section 6).
@@ -86,7 +86,7 @@ class ModbusSim:
             }
             for i in self.indexes
         }
-        self._server: ModbusTcpServer | None = None
+        self._server: PipelinedModbusTcpServer | None = None
 
     def update(self, snapshots: Sequence[Snapshot]) -> None:
         """Show the machines' current snapshots (indexed by machine index)."""
@@ -127,7 +127,7 @@ class ModbusSim:
     async def start(self) -> None:
         """Listen on host:port (the same port again after `stop`)."""
         devices = [self._device(i) for i in self.indexes]
-        self._server = ModbusTcpServer(devices, address=(self.host, self.port))
+        self._server = PipelinedModbusTcpServer(devices, address=(self.host, self.port))
         await self._server.serve_forever(background=True)
 
     async def stop(self) -> None:

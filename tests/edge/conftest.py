@@ -27,6 +27,7 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from mes.services.ports import LOOPBACK, free_port, wait_for_port
+from mes.sim.modbus_pipelined import PipelinedModbusTcpServer
 
 # pymodbus and asyncua log every refused request and lost client at ERROR: expected here.
 for _name in ("pymodbus", "asyncua"):
@@ -98,11 +99,14 @@ def _sim_device(
 
 
 class ModbusTestServer:
-    """A pymodbus TCP server: units 1 and 2 hold the MODBUS_* values, unit 3 is dead."""
+    """A pymodbus TCP server: units 1 and 2 hold the MODBUS_* values, unit 3 is dead.
+    `pipelined`: the simulator's server, which answers requests sent back to back (stock
+    pymodbus loses all but one of the requests that arrive together)."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, pipelined: bool = False) -> None:
         self.host = LOOPBACK
         self.port = port or free_port()
+        self._kind = PipelinedModbusTcpServer if pipelined else ModbusTcpServer
         self._loop: LoopThread | None = None
         self._server: ModbusTcpServer | None = None
 
@@ -118,7 +122,7 @@ class ModbusTestServer:
         ]  # fmt: skip
 
         async def serve() -> ModbusTcpServer:
-            server = ModbusTcpServer(devices, address=(self.host, self.port))
+            server = self._kind(devices, address=(self.host, self.port))
             await server.serve_forever(background=True)
             return server
 

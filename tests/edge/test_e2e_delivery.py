@@ -22,8 +22,14 @@ from typing import Any
 import msgspec
 import pytest
 
-from core.wire import CounterRecord, DowntimeRecord, Kind, MachineState, StateRecord
-from edge_agent.delivery.outbox import RECORD_TYPES
+from core.wire import (
+    RECORD_TYPES,
+    CounterRecord,
+    DowntimeRecord,
+    Kind,
+    MachineState,
+    StateRecord,
+)
 from mes.services.broker import PROJECT_ROOT, BrokerServer
 from mes.services.ports import free_port
 from mes.sim.handle import SimulatorHandle

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from core.wire import Kind, StateEnvelope, decode
+from core.wire import Kind, StateEnvelope, decode, encode
 from edge_agent.delivery.outbox import Outbox, OutboxInUse
 from edge_agent.delivery.settings import OutboxConfig
 from mes.services.broker import PROJECT_ROOT
@@ -51,6 +51,15 @@ def test_messages_carry_the_records_per_kind_with_consecutive_seq(outbox: Outbox
         assert len(env.records) <= 3
         by_kind.setdefault(m.kind, []).extend(env.records)
     assert by_kind == {Kind.STATE: states, Kind.COUNTER: counters}
+
+
+def test_a_payload_is_byte_for_byte_what_encoding_its_envelope_makes(outbox: Outbox) -> None:
+    # The outbox splices stored record bodies into the envelope: the bytes must be the same.
+    outbox.add_many([telemetry("m-1", i) for i in range(4)] + [state("m-2", 1)])
+    messages = assemble_all(outbox)
+    assert {m.kind for m in messages} == {Kind.TELEMETRY, Kind.STATE}
+    for m in messages:
+        assert encode(decode(m.kind, m.payload)) == m.payload
 
 
 def test_records_added_after_the_tick_wait_for_the_next(outbox: Outbox) -> None:

@@ -124,9 +124,9 @@ BAD_MAPS = {
         _set(["gateway", "plant"], "Plant 1"),
         ["gateway.plant", "should match pattern"],
     ),
-    "pipelined modbus requests": (
-        _set(["devices", 0, "max_outstanding_requests"], 4),
-        ["devices[0]", "max_outstanding_requests above 1 is not supported"],
+    "too many outstanding modbus requests": (
+        _set(["devices", 0, "max_outstanding_requests"], 17),
+        ["devices[0].max_outstanding_requests", "less than or equal to 16"],
     ),
     # Codes the ingest would refuse (core.wire.TEXT_RULE) are refused when the map is loaded.
     "machine code with a control character": (

@@ -11,12 +11,17 @@ register first. For the 32-bit value 0xAABBCCDD the four combinations read:
 
 Strings take two characters per register, first character in the high byte (byte_order big);
 trailing NULs and spaces are removed.
+
+`reply_decoder` is the driver's fast path: built once per request of the read plan, it takes
+the reply's data bytes as they came off the wire and decodes every tag of the request with one
+`struct` unpack for the numbers in Modbus order (big/big) that do not overlap, and
+`decode_registers` for the rest, so both paths give the values of the golden cases.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from edge_agent.drivers.modbus.config import ByteOrder, ModbusTag, ModbusType, WordOrder
 
@@ -68,3 +73,48 @@ def decode(reply: Sequence[int] | Sequence[bool], offset: int, tag: ModbusTag) -
     if tag.table.is_bits:
         return bool(reply[offset])
     return decode_registers([int(w) for w in reply[offset : offset + tag.count]], tag)
+
+
+ReplyDecoder = Callable[[bytes], list[Value]]
+_CODE = {t: s.format[1:] for t, s in _STRUCT.items()}
+
+
+def reply_decoder(placed: Sequence[tuple[int, ModbusTag]], count: int) -> ReplyDecoder:
+    """Decode one reply's data bytes (`count` registers or bits) into the values of `placed`
+    ((offset in the reply, tag) pairs), in their order."""
+    if any(tag.table.is_bits for _, tag in placed):
+        offsets = [offset for offset, _ in placed]
+        return lambda data: [bool(data[o >> 3] >> (o & 7) & 1) for o in offsets]
+    fast: list[int] = []  # indexes into `placed` decoded by the one struct, in address order
+    end = 0
+    fmt = ">"
+    for i, (offset, tag) in sorted(enumerate(placed), key=lambda p: p[1][0]):
+        plain = tag.type in _CODE and tag.byte_order is ByteOrder.BIG and (
+            tag.word_order is WordOrder.BIG
+        )
+        if plain and offset >= end:
+            fmt += "x" * (2 * (offset - end)) + _CODE[tag.type]
+            end = offset + tag.count
+            fast.append(i)
+    layout = struct.Struct(fmt)
+    words = struct.Struct(f">{count}H")
+    fast_set = set(fast)
+    slow = [(i, offset, tag) for i, (offset, tag) in enumerate(placed) if i not in fast_set]
+    scale = [(i, placed[i][1]) for i in fast if placed[i][1].scale != 1 or placed[i][1].offset]
+    size = len(placed)
+    if not slow and not scale and fast == list(range(size)):
+        return lambda data: list(layout.unpack_from(data))
+
+    def decode_reply(data: bytes) -> list[Value]:
+        values: list[Value] = [None] * size  # type: ignore[list-item]
+        for i, value in zip(fast, layout.unpack_from(data), strict=True):
+            values[i] = value
+        for i, tag in scale:
+            values[i] = scaled(values[i], tag)  # type: ignore[arg-type]
+        if slow:
+            registers = words.unpack(data)
+            for i, offset, tag in slow:
+                values[i] = decode_registers(registers[offset : offset + tag.count], tag)
+        return values
+
+    return decode_reply

@@ -171,16 +171,3 @@ class ModbusDevice(StrictModel):
     backoff_max_s: float = Field(default=30.0, gt=0, le=3600)
     max_outstanding_requests: int = Field(default=1, ge=1, le=16)
     workarounds: ModbusWorkarounds = ModbusWorkarounds()
-
-    @model_validator(mode="after")
-    def _one_outstanding(self) -> ModbusDevice:
-        # pymodbus 3.16's async client holds an asyncio.Lock around each transaction
-        # (transaction/transaction.py, `execute`): one connection never has two requests
-        # outstanding, so a depth above 1 would silently mean 1. Pipelining over several
-        # connections per unit is the sound way there; until then, say so.
-        if self.max_outstanding_requests > 1:
-            raise ValueError(
-                "max_outstanding_requests above 1 is not supported: the Modbus client sends "
-                "one request at a time per connection (pymodbus serialises transactions)"
-            )
-        return self

@@ -39,6 +39,7 @@ from edge_agent.drivers.opcua.errors import describe, quiet_asyncua
 from edge_agent.drivers.opcua.timestamps import SourceClock
 from edge_agent.drivers.runtime import (
     HealthTracker,
+    Pace,
     deliver,
     failed,
     now,
@@ -70,6 +71,7 @@ class OpcUaDriver:
 
     def __init__(self, device: OpcUaDevice, tags: list[BoundTag]) -> None:
         self.name = device.name
+        self.pace = Pace()
         self.device = device
         self._tags = tags
         # Several tags (of several machines) may read one node: each node is read once.
@@ -185,7 +187,7 @@ class OpcUaDriver:
                     self._health.record(readings)
                     deliver(sink, readings, self.name)
                 waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(lost.wait())]
-                timeout = self.device.poll_interval_s if polled else None
+                timeout = self.pace.interval(self.device.poll_interval_s) if polled else None
                 try:
                     await asyncio.wait(
                         [*waiters, *([consumer] if consumer else [])],
