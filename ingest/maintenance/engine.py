@@ -18,7 +18,8 @@ from psycopg_pool import ConnectionPool
 
 from core.tenancy import Tenant, tenant_transaction
 from ingest.maintenance import conditions, corrective
-from ingest.maintenance.raising import load_targets, raise_due
+from ingest.maintenance.raising import last_tasks, load_targets, raise_due
+from ingest.maintenance.triggers import next_calendar_at
 
 Clock = Callable[[], datetime]
 METER_KINDS = ("runtime_hours", "cycles", "combined")
@@ -82,3 +83,12 @@ class MaintenanceEngine:
             raised += conditions.evaluate(conn, None, now)
             raised += corrective.evaluate(conn, None, now)
         return raised
+
+    def next_calendar_at(self, tenant: Tenant) -> datetime | None:
+        """When the tenant's calendar schedules next raise something (None: nothing planned)."""
+        with self.pool.connection() as conn, tenant_transaction(conn, tenant):
+            targets = load_targets(conn, None, CALENDAR_KINDS)
+            last = last_tasks(conn, targets) if targets else {}
+        times = [t for t in (next_calendar_at(x.schedule, last.get((x.schedule.id, x.machine_id)))
+                             for x in targets) if t is not None]
+        return min(times, default=None)

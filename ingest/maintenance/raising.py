@@ -114,6 +114,14 @@ def load_targets(conn: psycopg.Connection, machines: Sequence[uuid.UUID] | None,
     return targets
 
 
+def last_tasks(conn: psycopg.Connection, targets: Sequence[Target]
+               ) -> dict[tuple[uuid.UUID, uuid.UUID], Last]:
+    """The last task of each (schedule, machine) of `targets` that has one."""
+    return {(r[0], r[1]): Last(r[2], r[3], r[4], r[5]) for r in conn.execute(
+        _LAST, {"schedules": list({t.schedule.id for t in targets}),
+                "machines": list({t.machine_id for t in targets})})}
+
+
 def raise_due(conn: psycopg.Connection, targets: Sequence[Target], now: datetime
               ) -> list[uuid.UUID]:
     """Within the caller's tenant transaction: lock, decide and insert for every target;
@@ -121,9 +129,7 @@ def raise_due(conn: psycopg.Connection, targets: Sequence[Target], now: datetime
     if not targets:
         return []
     lock_pairs(conn, "pm", [(t.schedule.id, t.machine_id) for t in targets])
-    last = {(r[0], r[1]): Last(r[2], r[3], r[4], r[5]) for r in conn.execute(
-        _LAST, {"schedules": list({t.schedule.id for t in targets}),
-                "machines": list({t.machine_id for t in targets})})}
+    last = last_tasks(conn, targets)
     meters = Meters(conn, now)
     raised = []
     for t in targets:

@@ -169,15 +169,33 @@ def _floating(s: Schedule, last: Last | None, now: datetime, meter: Meter) -> li
                   overdue_meter=_late_meter(s, s.interval))]
 
 
+def _combined_base(s: Schedule, last: Last | None) -> tuple[datetime, float] | None:
+    if s.mode == "floating" or last is None:
+        return _base(s, last)
+    return (last.due_at or s.anchor_at), 0.0
+
+
+def next_calendar_at(s: Schedule, last: Last | None) -> datetime | None:
+    """When the calendar part of `s` next raises a task (due time less lead), or None (no
+    calendar part, or a floating schedule waiting for its open task)."""
+    cal = s.calendar
+    if cal is None:
+        return None
+    if s.trigger_kind == "combined" or s.mode == "floating":
+        base = _combined_base(s, last) if s.trigger_kind == "combined" else _base(s, last)
+        return None if base is None else cal.after(base[0]) - s.lead_time
+    previous = (last.due_at if last and last.due_at else None) or s.anchor_at
+    n = last.occurrence if last else 0
+    due = cal.after(previous) if cal.cron else cal.step(s.anchor_at, n + 1)
+    return due - s.lead_time
+
+
 def _combined(s: Schedule, last: Last | None, now: datetime, meter: Meter) -> list[Draft]:
     assert s.calendar is not None and s.interval is not None
-    if s.mode == "floating" or last is None:
-        base = _base(s, last)
-        if base is None:
-            return []
-        since, used = base
-    else:
-        since, used = (last.due_at or s.anchor_at), 0.0
+    base = _combined_base(s, last)
+    if base is None:
+        return []
+    since, used = base
     n = (last.occurrence if last else 0) + 1
     due = s.calendar.after(since)
     reading = used + meter(since)
