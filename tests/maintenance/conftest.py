@@ -16,6 +16,8 @@ from tests.fixtures.database import TestDatabase
 from tests.ingest.conftest import start_ingest  # noqa: F401 - a fixture, used by these tests
 from tests.maintenance.helpers import Clock
 
+Evaluations = list[tuple[float, list[uuid.UUID]]]
+
 
 @pytest.fixture
 def clock() -> Clock:
@@ -35,22 +37,33 @@ def engine(database: TestDatabase, clock: Clock) -> Iterator[MaintenanceEngine]:
 
 
 @pytest.fixture
-def ingest_with_engine(broker_server, start_ingest, engine: MaintenanceEngine  # noqa: F811
-                       ) -> Callable[[], tuple[IngestService, list[tuple[float, list[uuid.UUID]]]]]:
+def ingest_with_engine(engine: MaintenanceEngine, broker_server, start_ingest  # noqa: F811
+                       ) -> Iterator[Callable[[], tuple[IngestService, Evaluations]]]:
     """Start an ingest whose commits are evaluated by `engine` right after each commit (on the
-    writer thread); returns the service and, per evaluation, (messages written by then, task
-    ids raised), so that a test waits for "n messages written and evaluated"."""
+    writer thread; the engine is set up first so that it outlives the ingest); returns the
+    service and, per evaluation, (messages written by then, task ids raised), so that a test
+    waits for "n messages written and evaluated"."""
 
-    def start() -> tuple[IngestService, list[tuple[float, list[uuid.UUID]]]]:
+    services: list[IngestService] = []
+
+    def start() -> tuple[IngestService, Evaluations]:
         service = start_ingest(broker_server)
-        raised: list[tuple[float, list[uuid.UUID]]] = []
+        services.append(service)
+        raised: Evaluations = []
+        metrics = service.metrics  # not the service: a cycle would keep its paho client alive
 
         def evaluate(tenant: Tenant, machines: frozenset[uuid.UUID]) -> None:
             ids = engine.after_commit(tenant, machines)
-            raised.append((service.metrics.sample("ingest_messages_total",
-                                                  outcome="written"), ids))
+            raised.append((metrics.sample("ingest_messages_total", outcome="written"), ids))
 
         service.commit_observers.append(evaluate)
         return service, raised
 
-    return start
+    yield start
+    for service in services:
+        service.stop(timeout=10)
+        # paho closes its wake-up socket pair only in Client.__del__; the client sits in a
+        # reference cycle with the consumer, and when the garbage collector finalises the
+        # sockets before the client they warn "unclosed" (an allocation-order accident the
+        # engine's work makes likely). Dropping the reference frees the client at once.
+        service.consumer._client = None  # type: ignore[assignment]
