@@ -33,8 +33,9 @@ from ingest.maintenance.settings import MaintenanceOptions
 log = logging.getLogger(__name__)
 
 _ENQUEUE = """
-INSERT INTO mes.pm_webhook_deliveries (organization_id, plant_id, webhook_id, history_id)
-SELECT h.organization_id, h.plant_id, w.id, h.id
+INSERT INTO mes.pm_webhook_deliveries (organization_id, plant_id, webhook_id, history_id,
+                                       next_attempt_at)
+SELECT h.organization_id, h.plant_id, w.id, h.id, %(now)s
 FROM mes.pm_task_history h
 JOIN mes.pm_webhooks w ON w.organization_id = h.organization_id AND w.is_active
      AND (w.plant_id IS NULL OR w.plant_id = h.plant_id) AND h.at >= w.created_at
