@@ -21,6 +21,7 @@ COMMANDS = [
     "mes.token_cli",
     "mes.demo",
     "ingest.cli",
+    "ingest.maintenance.cli",
     "mes.sim.cli",
     "edge_agent.cli",
     "mes.bench_cli",
