@@ -137,7 +137,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     runner = open_runner(settings.database, settings.maintenance)
     runner.start()
-    stop.wait()
+    while not stop.wait(1.0):  # a timed wait, so that the signal handler gets to run
+        pass
     runner.stop()
     return 0
 

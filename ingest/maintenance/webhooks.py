@@ -46,7 +46,7 @@ ON CONFLICT DO NOTHING
 _CLAIM = """
 SELECT d.id, d.history_id, d.attempts, w.url, w.secret
 FROM mes.pm_webhook_deliveries d JOIN mes.pm_webhooks w ON w.id = d.webhook_id
-WHERE d.status = 'pending' AND d.next_attempt_at <= %(now)s
+WHERE d.status = 'pending' AND d.next_attempt_at <= %(now)s AND w.is_active
 ORDER BY d.next_attempt_at, d.id
 LIMIT 1
 FOR UPDATE OF d SKIP LOCKED
