@@ -85,11 +85,20 @@ def cmd_run(args: argparse.Namespace) -> int:
             status_host, status_port, service.health, service.metrics.registry,
             setting="ingest.status_port" if args.status_port is None else "--status-port",
         ).start()
+    maintenance = None
+    if settings.maintenance.enabled:
+        from ingest.maintenance.runner import open_runner
+
+        maintenance = open_runner(settings.database, settings.maintenance)
+        service.commit_observers.append(maintenance.on_commit)
+        maintenance.start()
     service.start()
     while not stop.wait(1.0):
         if service.failure is not None:
             break
     service.stop()
+    if maintenance:
+        maintenance.stop()
     if status:
         status.stop()
     return 1 if service.failure else 0

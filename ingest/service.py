@@ -15,12 +15,15 @@ import logging
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from psycopg_pool import ConnectionPool
 
+from core.staging import TENANT_COLUMNS
+from core.tenancy import Tenant
 from core.wire import DeadLetterReason
 from ingest.batcher import Batcher, InFlight, TenantBatch
 from ingest.consumer import Consumer, Received
@@ -32,6 +35,8 @@ from ingest.validator import Accepted, NotOurs, Rejected, StatusSeen, Validator
 from ingest.writer import BatchRefused, Retrier, Stopping, Writer
 
 log = logging.getLogger(__name__)
+# Where a staging row holds its machine's id (core.staging puts the tenant columns first).
+MACHINE_COLUMN = [name for name, _ in TENANT_COLUMNS].index("machine_id")
 
 
 class IngestService:
@@ -71,6 +76,9 @@ class IngestService:
         # Called with (seconds from a message's oldest record to its commit, its row count):
         # the benchmark's exact latency figures; the metrics keep only a histogram.
         self.lag_observers: list[Callable[[float, int], None]] = []
+        # Called on the writer thread after each commit with the batch's tenant and the
+        # machines it wrote rows of (the maintenance engine's cue); must not block.
+        self.commit_observers: list[Callable[[Tenant, frozenset[uuid.UUID]], None]] = []
 
     # lifetime -----------------------------------------------------------------------------
 
@@ -243,6 +251,11 @@ class IngestService:
             self.metrics.messages.labels(Outcome.WRITTEN).inc()
             self._ack(message)
         self._update_gauges()
+        if self.commit_observers:
+            machines = frozenset(row[MACHINE_COLUMN] for rows in batch.rows.values()
+                                 for row in rows)
+            for observe in self.commit_observers:
+                observe(batch.tenant, machines)
 
     def _isolate(self, batch: TenantBatch) -> None:
         for message in batch.messages:

@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 from core.config_model import StrictModel
 from core.mqtt import MqttConnection
 from core.settings import Settings
+from ingest.maintenance.settings import MaintenanceOptions
 
 
 class MqttSubscriberSettings(MqttConnection):
@@ -75,7 +76,10 @@ class IngestOptions(StrictModel):
 
 
 class IngestSettings(Settings):
-    """Everything `mes ingest run` reads: database and log (core.settings), mqtt, ingest."""
+    """Everything `mes ingest run` reads: database and log (core.settings), mqtt, ingest,
+    maintenance (ingest/maintenance/settings.py)."""
 
     mqtt: MqttSubscriberSettings = Field(default_factory=MqttSubscriberSettings)
     ingest: IngestOptions = Field(default_factory=IngestOptions)
+    # The maintenance engine runs inside the ingest unless `maintenance.enabled` is false.
+    maintenance: MaintenanceOptions = Field(default_factory=MaintenanceOptions)

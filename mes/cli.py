@@ -24,6 +24,7 @@ COMMANDS = [
     ("token", "mes.token_cli"),
     ("demo", "mes.demo"),
     ("ingest", "ingest.cli"),
+    ("maintenance", "ingest.maintenance.cli"),
     ("api", "api.cli"),
     ("sim", "mes.sim.cli"),
     ("edge", "edge_agent.cli"),

@@ -26,11 +26,19 @@ from pathlib import Path
 
 import psycopg
 import yaml
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 
 from core import migrations
 from core.settings import load_settings
+from core.tenancy import Tenant
+from mes.demo_maintenance import (
+    DEMO_MAINTENANCE,
+    check_tasks,
+    read_tasks,
+    render_tasks,
+    seed_maintenance,
+)
 from mes.demo_seed import DEMO_ORG, LIVE_PLANT, describe_tenant, seed_demo
 from mes.demo_view import Ledger, missing, read_landed, render
 from mes.services.broker import BrokerServer
@@ -116,6 +124,8 @@ def _run(args: argparse.Namespace, database_url: str | None, workdir: Path) -> i
               f"{report.timeseries_path} path)")
         demo = seed_demo(app_url, args.machines)
         print(describe_tenant(app_url, demo.organization_id))
+        maintenance = seed_maintenance(app_url, demo.organization_id, demo.plants)
+        print(f"maintenance: {len(maintenance.specs)} schedule(s) from {DEMO_MAINTENANCE.name}")
 
         broker = stack.enter_context(BrokerServer(workdir=workdir / "broker"))
         print(f"broker {broker.kind} on {broker.host}:{broker.port}")
@@ -130,9 +140,13 @@ def _run(args: argparse.Namespace, database_url: str | None, workdir: Path) -> i
         env = {**os.environ, "MES_DATABASE__URL": owner_url, "MES_DATABASE__APP_URL": app_url,
                "MES_MQTT__HOST": broker.host, "MES_MQTT__PORT": str(broker.port),
                "MES_MQTT__CLIENT_ID": "mes-demo-ingest", "MES_LOG__FORMAT": "json",
-               "MES_INGEST__BATCH_AGE_MS": "100"}
+               "MES_INGEST__BATCH_AGE_MS": "100",
+               # The engine runs inside the ingest; a short sweep keeps runtime meters fresh.
+               "MES_MAINTENANCE__SWEEP_S": "5", "MES_MAINTENANCE__MQTT__HOST": broker.host,
+               "MES_MAINTENANCE__MQTT__PORT": str(broker.port)}
         if not broker.supports_mqtt5:  # amqtt: MQTT 3.1.1, no shared subscriptions
-            env.update({"MES_MQTT__PROTOCOL": "mqtt311", "MES_MQTT__SHARE_GROUP": ""})
+            env.update({"MES_MQTT__PROTOCOL": "mqtt311", "MES_MQTT__SHARE_GROUP": "",
+                        "MES_MAINTENANCE__MQTT__PROTOCOL": "mqtt311"})
         ingest_port = free_port()
         env["MES_INGEST__STATUS_PORT"] = str(ingest_port)
         ingest = Child(["ingest", "run"], workdir / "ingest.log", env)
@@ -148,7 +162,8 @@ def _run(args: argparse.Namespace, database_url: str | None, workdir: Path) -> i
         _wait_healthy(agent_port, agent, "the edge agent")
         print(f"edge agent: status http://127.0.0.1:{agent_port}/metrics; "
               f"ingest: http://127.0.0.1:{ingest_port}/metrics\n")
-        _watch(args.seconds, ledger, app_url, owner_url, demo.organization_id, agent, ingest)
+        _watch(args.seconds, ledger, app_url, owner_url, demo.organization_id, agent, ingest,
+               maintenance.tenant)
 
         print("\nstopping the edge agent; waiting for what it published to land ...")
         agent.stop()
@@ -160,11 +175,17 @@ def _run(args: argparse.Namespace, database_url: str | None, workdir: Path) -> i
             if not sum(lost.values()) or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
-        return _summary(published.counts(), lost, landed.dead_letters, workdir)
+        status = _summary(published.counts(), lost, landed.dead_letters, workdir)
+        lines, tasks_ok = check_tasks(app_url, maintenance, workdir / "truth.jsonl",
+                                      demo.machines[LIVE_PLANT])
+        print("maintenance tasks against the simulator's truth\n" + "\n".join(lines))
+        if not tasks_ok:
+            print("the tasks raised do NOT match what the truth implies")
+        return status or (0 if tasks_ok else 1)
 
 
 def _watch(seconds: float | None, ledger: Ledger, app_url: str, owner_url: str,
-           org: object, agent: Child, ingest: Child) -> None:
+           org: object, agent: Child, ingest: Child, maintenance: Tenant) -> None:
     """Redraw the view in place every two seconds at a terminal; elsewhere (a log, a test),
     print each frame below the last."""
     console = Console()
@@ -182,7 +203,8 @@ def _watch(seconds: float | None, ledger: Ledger, app_url: str, owner_url: str,
                 now = time.monotonic()
                 rate = (landed.rows - last_rows) / (now - last_t)
                 last_rows, last_t = landed.rows, now
-                frame = render(now - started, ledger.snapshot(), landed, rate)
+                frame = Group(render(now - started, ledger.snapshot(), landed, rate),
+                              render_tasks(read_tasks(app_url, maintenance)))
                 if live is not None:
                     live.update(frame, refresh=True)
                 else:

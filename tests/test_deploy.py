@@ -38,7 +38,7 @@ UNITS = sorted((ROOT / "config/systemd").glob("*.service"))
 # Commands the compose file runs that other work is still adding to `mes` (the maintenance
 # engine and the API). Once one exists in the parser it is checked like every other command;
 # until then it is only allowed to be missing, by name, here.
-PENDING_COMMANDS = {"maintenance"}
+PENDING_COMMANDS: set[str] = set()
 
 _INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*)|:?\?[^}]*)?\}")
 _ENV_NAME = re.compile(r"\bMES_[A-Z0-9_]*[A-Z0-9]\b")

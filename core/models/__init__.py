@@ -5,7 +5,9 @@ from core.models.base import Base
 from core.models.dead_letter import DeadLetter
 from core.models.downtime import DowntimeReason
 from core.models.machine import Gateway, Machine
-from core.models.maintenance import PmSchedule, PmTask
+from core.models.maintenance import PmSchedule, PmTask, PmTaskHistory
+from core.models.maintenance_rules import PmConditionEpisode, PmConditionRule, PmCorrectiveRule
+from core.models.maintenance_webhooks import PmWebhook, PmWebhookDelivery
 from core.models.organization import Organization, Plant
 from core.models.production import Material, WorkOrder, WorkOrderMachine
 from core.models.quality import InspectionLog, Ncr
@@ -35,8 +37,14 @@ __all__ = [
     "Ncr",
     "Organization",
     "Plant",
+    "PmConditionEpisode",
+    "PmConditionRule",
+    "PmCorrectiveRule",
     "PmSchedule",
     "PmTask",
+    "PmTaskHistory",
+    "PmWebhook",
+    "PmWebhookDelivery",
     "Shift",
     "ShiftHandover",
     "User",

@@ -1,0 +1,8 @@
+"""The maintenance engine: tasks from the calendar, the machines' meters, conditions and
+downtime, raised exactly once and delivered over MQTT and webhooks (docs/maintenance.md).
+
+`calendar` (due times in the plant's zone, no I/O), `triggers` (what a schedule owes now, no
+I/O), `meters` (runtime hours and counter increases from landed rows), `raising` (decide and
+insert under a lock, exactly once), `conditions`, `corrective`, `lifecycle`, `notify` (MQTT),
+`webhooks`, `engine` (one evaluation), `runner` (inside the ingest or standalone), `cli`.
+"""

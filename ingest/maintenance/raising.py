@@ -1,0 +1,158 @@
+"""Raise the tasks schedules owe, exactly once.
+
+For every (schedule, machine) pair, inside one tenant transaction: take a transaction-level
+advisory lock on the pair (in a fixed order, so two engines never deadlock), read the pair's
+last task, decide (triggers.py) and insert with ON CONFLICT DO NOTHING. The lock makes a
+second engine wait and then decide from what the first committed, so it never raises the same
+occurrence (the unique key would refuse it anyway) and never skips one (it sees the new last
+task). A crash between deciding and committing leaves nothing: the next run decides again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from ingest.maintenance.calendar import Calendar
+from ingest.maintenance.meters import Meters
+from ingest.maintenance.triggers import Draft, Last, Schedule, decide
+
+_SCHEDULES = """
+SELECT s.id, s.name, s.trigger_kind, s.schedule_mode, s.anchor_at, s.anchor_meter,
+       s.calendar_every, s.calendar_unit, s.cron, s.lead_time, s.interval_value, s.lead_value,
+       s.meter_kind, s.counter_tag, s.tolerance_pct, s.catch_up,
+       s.checklist, s.priority, s.estimated_minutes, s.default_assignee_id,
+       m.id, m.organization_id, m.plant_id, coalesce(p.timezone, 'UTC')
+FROM mes.pm_schedules s
+JOIN mes.machines m ON m.organization_id = s.organization_id
+     AND (m.id = s.machine_id
+          OR (s.machine_kind IS NOT NULL AND m.kind = s.machine_kind AND m.plant_id = s.plant_id))
+LEFT JOIN mes.plants p ON p.id = m.plant_id
+WHERE s.is_active AND m.is_active
+  AND (%(machines)s::uuid[] IS NULL OR m.id = ANY(%(machines)s))
+  AND (%(kinds)s::text[] IS NULL OR s.trigger_kind = ANY(%(kinds)s))
+ORDER BY s.id, m.id
+"""
+
+_LAST = """
+SELECT DISTINCT ON (schedule_id, machine_id) schedule_id, machine_id, occurrence, due_at,
+       status, coalesce(completed_at, skipped_at)
+FROM mes.pm_tasks
+WHERE schedule_id = ANY(%(schedules)s) AND machine_id = ANY(%(machines)s)
+ORDER BY schedule_id, machine_id, occurrence DESC
+"""
+
+_INSERT = """
+INSERT INTO mes.pm_tasks (organization_id, plant_id, schedule_id, machine_id, occurrence,
+    task_kind, title, due_at, due_meter, meter_at_raise, overdue_at, overdue_meter,
+    missed_occurrences, raised_by, priority, checklist, estimated_minutes, assignee_id)
+VALUES (%(org)s, %(plant)s, %(schedule)s, %(machine)s, %(occurrence)s, 'preventive',
+    %(title)s, %(due_at)s, %(due_meter)s, %(meter_at_raise)s, %(overdue_at)s,
+    %(overdue_meter)s, %(missed)s, %(raised_by)s, %(priority)s, %(checklist)s,
+    %(estimated)s, %(assignee)s)
+ON CONFLICT DO NOTHING
+RETURNING id
+"""
+
+
+@dataclass(frozen=True)
+class Target:
+    """One schedule on one machine, with what a task copies from the schedule."""
+
+    schedule: Schedule
+    machine_id: uuid.UUID
+    organization_id: uuid.UUID
+    plant_id: uuid.UUID | None
+    checklist: list[Any]
+    priority: str
+    estimated_minutes: int | None
+    assignee_id: uuid.UUID | None
+
+
+def lock_pairs(conn: psycopg.Connection, namespace: str,
+               pairs: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> None:
+    """Transaction-level advisory locks on (source, machine) pairs, taken in sorted order so
+    that two engines locking overlapping sets never deadlock."""
+    keys = sorted(f"{namespace}:{a}:{b}" for a, b in pairs)
+    if keys:
+        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) "
+                     "FROM unnest(%s::text[]) WITH ORDINALITY AS t(k, i) ORDER BY i", (keys,))
+
+
+def checklist_items(template: list[Any]) -> list[dict[str, Any]]:
+    """A task's checklist from a template: each item (text or {item: ...}) not done yet."""
+    return [{"item": i["item"] if isinstance(i, dict) else str(i), "done": False}
+            for i in template]
+
+
+def load_targets(conn: psycopg.Connection, machines: Sequence[uuid.UUID] | None,
+                 kinds: Sequence[str] | None) -> list[Target]:
+    """Active schedules on active machines of the tenant (of `machines`, of trigger `kinds`)."""
+    rows = conn.execute(_SCHEDULES, {"machines": list(machines) if machines else None,
+                                     "kinds": list(kinds) if kinds else None}).fetchall()
+    zones: dict[str, ZoneInfo] = {}
+    targets = []
+    for r in rows:
+        tz = zones.setdefault(r[23], ZoneInfo(r[23]))
+        calendar = (Calendar(tz, r[6], r[7], r[8])
+                    if r[6] is not None or r[8] is not None else None)
+        kind = r[2]
+        schedule = Schedule(
+            id=r[0], name=r[1], trigger_kind=kind, mode=r[3], anchor_at=r[4],
+            anchor_meter=float(r[5]), calendar=calendar, lead_time=r[9] or timedelta(0),
+            interval=float(r[10]) if r[10] is not None else None, lead_value=float(r[11]),
+            meter_kind=r[12] or (kind if kind in ("runtime_hours", "cycles") else None),
+            counter_tag=r[13], tolerance_pct=float(r[14]), catch_up=r[15])
+        targets.append(Target(schedule, r[20], r[21], r[22], r[16], r[17], r[18], r[19]))
+    return targets
+
+
+def last_tasks(conn: psycopg.Connection, targets: Sequence[Target]
+               ) -> dict[tuple[uuid.UUID, uuid.UUID], Last]:
+    """The last task of each (schedule, machine) of `targets` that has one."""
+    return {(r[0], r[1]): Last(r[2], r[3], r[4], r[5]) for r in conn.execute(
+        _LAST, {"schedules": list({t.schedule.id for t in targets}),
+                "machines": list({t.machine_id for t in targets})})}
+
+
+def raise_due(conn: psycopg.Connection, targets: Sequence[Target], now: datetime
+              ) -> list[uuid.UUID]:
+    """Within the caller's tenant transaction: lock, decide and insert for every target;
+    returns the ids of the tasks raised now."""
+    if not targets:
+        return []
+    lock_pairs(conn, "pm", [(t.schedule.id, t.machine_id) for t in targets])
+    last = last_tasks(conn, targets)
+    meters = Meters(conn, now)
+    raised = []
+    for t in targets:
+        s = t.schedule
+
+        def meter(since: datetime, t: Target = t) -> float:
+            if t.schedule.meter_kind is None:
+                return 0.0
+            return meters.reading(t.machine_id, t.schedule.meter_kind, t.schedule.counter_tag,
+                                  since)
+
+        for draft in decide(s, last.get((s.id, t.machine_id)), now, meter):
+            row = conn.execute(_INSERT, _params(t, draft)).fetchone()
+            if row:
+                raised.append(row[0])
+    return raised
+
+
+def _params(t: Target, d: Draft) -> dict[str, Any]:
+    return {"org": t.organization_id, "plant": t.plant_id, "schedule": t.schedule.id,
+            "machine": t.machine_id, "occurrence": d.occurrence, "title": t.schedule.name,
+            "due_at": d.due_at, "due_meter": d.due_meter, "meter_at_raise": d.meter_at_raise,
+            "overdue_at": d.overdue_at, "overdue_meter": d.overdue_meter, "missed": d.missed,
+            "raised_by": d.raised_by, "priority": t.priority,
+            "checklist": Jsonb(checklist_items(t.checklist)), "estimated": t.estimated_minutes,
+            "assignee": t.assignee_id}
