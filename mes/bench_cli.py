@@ -13,6 +13,7 @@ from typing import Any
 BENCHES = [
     "mes.bench.edge",
     "mes.bench.ingest",
+    "mes.bench.maintenance",
 ]
 
 
