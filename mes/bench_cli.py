@@ -15,6 +15,7 @@ from mes.cli_extras import register_command
 BENCHES = [
     ("edge", "mes.bench.edge"),
     ("ingest", "mes.bench.ingest"),
+    ("maintenance", "mes.bench.maintenance"),
 ]
 
 

@@ -47,6 +47,7 @@ class EngineRunner:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._job_lock = threading.Lock()
         self._thread = threading.Thread(target=self._batches, name="maintenance", daemon=True)
         self._scheduler = BackgroundScheduler(timezone=UTC)
         self.raised = 0
@@ -75,7 +76,12 @@ class EngineRunner:
         """Stop the jobs and the thread, then the notifier."""
         self._stop.set()
         self._wake.set()
-        self._scheduler.shutdown(wait=True)
+        # Not shutdown(wait=True): it holds the job store lock while it waits, and a running
+        # job re-plans the calendar through that lock (a deadlock, seen). Jobs run under
+        # _job_lock instead; taking it waits for the one running, later ones see _stop.
+        self._scheduler.shutdown(wait=False)
+        with self._job_lock:
+            pass
         self._thread.join(30)
         if self.notifier:
             self.notifier.stop()
@@ -84,9 +90,12 @@ class EngineRunner:
 
     def sweep(self) -> None:
         """Every plant: all schedules and rules, delivery, and the plant's calendar job."""
-        for plant in self._plants():
-            self._guarded(plant.tenant, lambda p=plant: self.engine.sweep(p.tenant))
-            self._plan_calendar(plant)
+        with self._job_lock:
+            for plant in self._plants():
+                if self._stop.is_set():
+                    return
+                self._guarded(plant.tenant, lambda p=plant: self.engine.sweep(p.tenant))
+                self._plan_calendar(plant)
 
     def _plants(self) -> list[Plant]:
         try:
@@ -110,8 +119,11 @@ class EngineRunner:
                                 replace_existing=True, misfire_grace_time=None)
 
     def _calendar(self, plant: Plant) -> None:
-        self._guarded(plant.tenant, lambda: self.engine.calendar(plant.tenant))
-        self._plan_calendar(plant)
+        with self._job_lock:
+            if self._stop.is_set():
+                return
+            self._guarded(plant.tenant, lambda: self.engine.calendar(plant.tenant))
+            self._plan_calendar(plant)
 
     def _batches(self) -> None:
         while not self._stop.is_set():

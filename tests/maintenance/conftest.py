@@ -14,9 +14,18 @@ from ingest.maintenance.engine import MaintenanceEngine
 from ingest.service import IngestService
 from tests.fixtures.database import TestDatabase
 from tests.ingest.conftest import start_ingest  # noqa: F401 - a fixture, used by these tests
+from tests.ingest.helpers import Publisher
 from tests.maintenance.helpers import Clock
 
 Evaluations = list[tuple[float, list[uuid.UUID]]]
+
+
+@pytest.fixture
+def publisher(broker_server) -> Iterator[Publisher]:
+    """A QoS 1 publisher to the test broker that waits for every PUBACK."""
+    pub = Publisher(broker_server)
+    yield pub
+    pub.close()
 
 
 @pytest.fixture

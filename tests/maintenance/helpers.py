@@ -23,6 +23,7 @@ from core.wire import (
 from tests.fixtures.database import TestDatabase
 from tests.fixtures.tenants import Tenants
 from tests.ingest.helpers import topic_for
+from tests.support.wait import wait_until
 
 _SEQ = itertools.count(10_000)
 
@@ -110,3 +111,10 @@ def telemetry(machine: str, tag: str, points: list[tuple[datetime, float]],
 def hours_ago(h: float) -> datetime:
     """A timestamp `h` hours before now, to the second (within the ingest's accepted past)."""
     return datetime.now(UTC).replace(microsecond=0) - timedelta(hours=h)
+
+
+def written(raised: list[tuple[float, list[uuid.UUID]]], n: int) -> None:
+    """Wait until the ingest wrote n messages and the engine evaluated them (the
+    `ingest_with_engine` fixture's list)."""
+    wait_until(lambda: bool(raised) and max(w for w, _ in raised) >= n, 60,
+               f"{n} messages written and evaluated")

@@ -7,21 +7,18 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-import pytest
-
 from core.wire import DowntimeCategory, DowntimeEnvelope, DowntimeRecord, Kind, MachineState, encode
 from tests.fixtures.database import TestDatabase
 from tests.fixtures.tenants import Tenants
-from tests.ingest.helpers import Publisher, topic_for
-from tests.maintenance.helpers import add_machine, hours_ago, states, tasks_of, telemetry
-from tests.support.wait import wait_until
-
-
-@pytest.fixture
-def publisher(broker_server):
-    pub = Publisher(broker_server)
-    yield pub
-    pub.close()
+from tests.ingest.helpers import topic_for
+from tests.maintenance.helpers import (
+    add_machine,
+    hours_ago,
+    states,
+    tasks_of,
+    telemetry,
+    written,
+)
 
 
 def _rule(db: TestDatabase, tenants: Tenants, **cols) -> uuid.UUID:
@@ -33,10 +30,6 @@ def _rule(db: TestDatabase, tenants: Tenants, **cols) -> uuid.UUID:
     assert row is not None
     return row[0]
 
-
-def _written(raised: list, n: int) -> None:
-    wait_until(lambda: bool(raised) and max(w for w, _ in raised) >= n, 60,
-               f"{n} messages written and evaluated")
 
 
 def test_temperature_rule_raises_once_per_episode_and_hysteresis_holds(
@@ -52,7 +45,7 @@ def test_temperature_rule_raises_once_per_episode_and_hysteresis_holds(
     first = [(t0 + i * m, 61.0 + i % 4) for i in range(5)] + [(t0 + 5 * m, 50.0)]
     first += [(t0 + (10 + i) * m, 62.0) for i in range(7)]
     publisher.publish([telemetry(code, "spindle_temp", first)])
-    _written(raised, 1)
+    written(raised, 1)
     [task] = tasks_of(database, "condition_rule_id", rule)
     assert (task["occurrence"], task["task_kind"], task["raised_by"]) == (1, "condition",
                                                                          "condition")
@@ -61,13 +54,13 @@ def test_temperature_rule_raises_once_per_episode_and_hysteresis_holds(
     publisher.publish([telemetry(code, "spindle_temp",
                                  [(t0 + (20 + i) * m, v) for i, v in
                                   enumerate([57.0, 58.0, 65.0, 66.0, 65.0, 66.0, 65.0, 66.0])])])
-    _written(raised, 2)
+    written(raised, 2)
     assert len(tasks_of(database, "condition_rule_id", rule)) == 1
     # Below 55 clears it; then hot again for 5 minutes: episode 2.
     publisher.publish([telemetry(code, "spindle_temp",
                                  [(t0 + 30 * m, 54.0)] + [(t0 + (31 + i) * m, 70.0)
                                                           for i in range(6)])])
-    _written(raised, 3)
+    written(raised, 3)
     assert [t["occurrence"] for t in tasks_of(database, "condition_rule_id", rule)] == [1, 2]
     with database.superuser() as conn:
         episodes = conn.execute("SELECT episode, tripped_at, cleared_at FROM "
@@ -89,11 +82,11 @@ def test_fault_count_rule_raises_once_when_n_faults_fall_in_the_window(
     faults = [t0 + i * h for i in (0, 1, 2, 3)]  # four in 8 h: not yet
     publisher.publish([states(code, [(t, MachineState.FAULT) for t in faults], reason="F12"),
                        states(code, [(t0 + 3.5 * h, MachineState.FAULT)], reason="F13")])
-    _written(raised, 2)
+    written(raised, 2)
     assert tasks_of(database, "condition_rule_id", rule) == []
     publisher.publish([states(code, [(t0 + 4 * h, MachineState.FAULT),
                                      (t0 + 5 * h, MachineState.FAULT)], reason="F12")])
-    _written(raised, 3)
+    written(raised, 3)
     [task] = tasks_of(database, "condition_rule_id", rule)
     assert len(task["evidence"]) == 5
     assert {e["reason_code"] for e in task["evidence"]} == {"F12"}
@@ -122,16 +115,16 @@ def test_a_long_fault_opens_one_corrective_task_also_after_its_end_arrives(
                                        sent_at=t0, records=[record]))
 
     publisher.publish([(topic, stop(short, 0, 3, "F1")), (topic, stop(long_, 10, None, "F1"))])
-    _written(raised, 2)
+    written(raised, 2)
     [task] = tasks_of(database, "downtime_event_id", long_)  # still open, 110 min and counting
     assert (task["task_kind"], task["raised_by"], task["machine_id"]) == (
         "corrective", "downtime", str(machine))
     assert tasks_of(database, "downtime_event_id", short) == []
     publisher.publish([(topic, stop(long_, 10, 40, "F1")),  # the end arrives: nothing new
                        (topic, stop(short, 0, 3, "F1"))])
-    _written(raised, 4)
+    written(raised, 4)
     assert len(tasks_of(database, "downtime_event_id", long_)) == 1
     estop = uuid.uuid4()
     publisher.publish([(topic, stop(estop, 50, 51, "E-STOP"))])  # short, but its reason counts
-    _written(raised, 5)
+    written(raised, 5)
     assert len(tasks_of(database, "downtime_event_id", estop)) == 1

@@ -141,3 +141,23 @@ def test_a_schedule_never_sees_another_organizations_meters_and_tasks_stay_in_th
                 row = conn.execute("SELECT count(*) FROM mes.pm_tasks WHERE id = %s",
                                    (task["id"],)).fetchone()
             assert row == (seen,), tenant
+
+
+def test_after_the_engine_was_down_one_overdue_task_is_raised_once(
+        database: TestDatabase, tenants: Tenants, engine: MaintenanceEngine,
+        clock: Clock) -> None:
+    _, machine = add_machine(database, tenants)
+    schedule = add_schedule(database, tenants, machine_id=machine, trigger_kind="calendar",
+                            calendar_every=1, calendar_unit="days", anchor_at=START,
+                            tolerance_pct=50)
+    tenant = Tenant(tenants.a.id, tenants.a1)
+    clock.now = START + timedelta(days=5, hours=3)  # down across five due times
+    engine.calendar(tenant)
+    engine.calendar(tenant)  # and a second run (or engine) at the same time: nothing more
+    [task] = tasks_of(database, "schedule_id", schedule)
+    assert (task["occurrence"], task["missed_occurrences"]) == (5, 4)
+    assert datetime.fromisoformat(task["due_at"]) == START + timedelta(days=5)
+    assert datetime.fromisoformat(task["overdue_at"]) == START + timedelta(days=5, hours=12)
+    clock.now = START + timedelta(days=6)
+    engine.calendar(tenant)
+    assert [t["occurrence"] for t in tasks_of(database, "schedule_id", schedule)] == [5, 6]

@@ -14,7 +14,6 @@ from core.wire import MachineState
 from edge_agent.derivation.counters import advance
 from tests.fixtures.database import TestDatabase
 from tests.fixtures.tenants import Tenants
-from tests.ingest.helpers import Publisher
 from tests.maintenance.helpers import (
     add_machine,
     add_schedule,
@@ -23,21 +22,9 @@ from tests.maintenance.helpers import (
     states,
     tasks_of,
     telemetry,
+    written,
 )
 from tests.support.wait import wait_until
-
-
-@pytest.fixture
-def publisher(broker_server):
-    pub = Publisher(broker_server)
-    yield pub
-    pub.close()
-
-
-def _evaluated(raised: list, n: int) -> None:
-    """Wait until n messages were written and evaluated."""
-    wait_until(lambda: bool(raised) and max(w for w, _ in raised) >= n, 60,
-               f"{n} messages written and evaluated")
 
 
 def test_cycles_raise_exactly_one_task_and_a_replay_raises_none(
@@ -50,24 +37,24 @@ def test_cycles_raise_exactly_one_task_and_a_replay_raises_none(
     below = counters(code, "strokes", [(t0 + timedelta(minutes=i), 1000 + 10 * i)
                                        for i in range(10)])  # base 1000, +90
     publisher.publish([below])
-    _evaluated(raised, 1)
+    written(raised, 1)
     assert tasks_of(database, "schedule_id", schedule) == []
 
     crossing = counters(code, "strokes", [(t0 + timedelta(minutes=10 + i), 1100 + 10 * i)
                                           for i in range(5)])  # +140 in all
     publisher.publish([crossing])
-    _evaluated(raised, 2)
+    written(raised, 2)
     [task] = tasks_of(database, "schedule_id", schedule)
     assert (task["occurrence"], task["due_meter"], task["meter_at_raise"]) == (1, 100, 140)
     assert (task["status"], task["raised_by"], task["task_kind"]) == ("open", "meter",
                                                                      "preventive")
 
     publisher.publish([below, crossing, crossing])  # replayed: no new rows, no new meter
-    _evaluated(raised, 5)
+    written(raised, 5)
     assert len(tasks_of(database, "schedule_id", schedule)) == 1
 
     publisher.publish([counters(code, "strokes", [(t0 + timedelta(minutes=20), 1210)])])
-    _evaluated(raised, 6)
+    written(raised, 6)
     assert [t["occurrence"] for t in tasks_of(database, "schedule_id", schedule)] == [1, 2]
 
 
@@ -91,7 +78,7 @@ def test_a_plc_reset_and_a_register_rollover_keep_the_meter_right(
         counters(code, "parts", [(t0 + timedelta(minutes=i), v) for i, v in enumerate(parts)]),
         counters(code, "strokes", [(t0 + timedelta(minutes=i), v)
                                    for i, v in enumerate(totals)])])
-    _evaluated(raised, 2)
+    written(raised, 2)
     [task] = tasks_of(database, "schedule_id", reset)
     assert task["meter_at_raise"] == 140
     [task] = tasks_of(database, "schedule_id", wrapped)
@@ -109,7 +96,7 @@ def test_runtime_hours_count_running_only_never_offline(
     publisher.publish([states(code, [
         (t0, MachineState.RUNNING), (t0 + 3 * h, MachineState.IDLE),
         (t0 + 4 * h, MachineState.RUNNING), (t0 + 5.5 * h, MachineState.OFFLINE)])])
-    _evaluated(raised, 1)
+    written(raised, 1)
     assert tasks_of(database, "schedule_id", schedule) == []  # 4.5 h running
 
     # Running again; the last landed row (a telemetry sample) is the horizon: +1 h.

@@ -1,0 +1,207 @@
+"""`mes bench maintenance`: what the maintenance engine costs, and what it costs the ingest.
+
+On a private PostgreSQL and broker with the demo tenant grown to `--machines` machines in its
+live plant, each with `--schedules-per-machine` schedules (cycles, runtime hours and calendar
+in turn) and some history:
+
+1. per batch: `after_commit` for batches of `--batch-machines` machines (what the ingest asks
+   after a commit), timed; per schedule evaluated;
+2. sweep: every schedule of the plant at once, timed; per schedule;
+3. ingest rows/s with the engine off and on (the engine as `mes ingest run` runs it: told after
+   each commit, evaluating on its own thread), counter messages over all machines, the same
+   number of rows each, in the same run; the ratio of the two.
+
+Prints a summary and one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from core.settings import DatabaseSettings
+from core.tenancy import Tenant
+from core.wire import CounterEnvelope, CounterRecord, Kind, Topic, encode
+from ingest.maintenance.engine import MaintenanceEngine
+from ingest.maintenance.runner import open_runner
+from ingest.maintenance.settings import MaintenanceOptions
+from ingest.service import IngestService
+from mes.bench.ingest import Pub, _settings, _stack
+from mes.demo_seed import DEMO_ORG, LIVE_PLANT, DemoTenant
+
+
+def register_bench(benches: Any) -> None:
+    """Add `mes bench maintenance` to the `mes bench` parser."""
+    p = benches.add_parser("maintenance", help="maintenance engine cost per batch and per "
+                           "schedule; ingest rows/s with the engine on and off")
+    p.add_argument("--machines", type=int, default=1000)
+    p.add_argument("--schedules-per-machine", type=int, default=10)
+    p.add_argument("--batch-machines", type=int, default=50)
+    p.add_argument("--batches", type=int, default=20)
+    p.add_argument("--messages", type=int, default=1000, help="ingest messages per phase")
+    p.add_argument("--records", type=int, default=100, help="records per message")
+    p.set_defaults(func=cmd_bench_maintenance)
+
+
+def _seed(owner: str, demo: DemoTenant, machines: int, per_machine: int, t0: datetime
+          ) -> list[tuple[uuid.UUID, str]]:
+    """Machines, schedules and two hours of history, as the owner (a benchmark's setup)."""
+    org, plant = demo.organization_id, demo.plants[LIVE_PLANT]
+    with psycopg.connect(owner, autocommit=True) as conn, conn.transaction():
+        conn.execute("SELECT set_config('app.org_id', %s, true)", (str(org),))
+        ids = conn.execute(
+            "INSERT INTO mes.machines (organization_id, plant_id, code, name, kind) "
+            "SELECT %s, %s, 'b' || lpad(i::text, 5, '0'), 'Bench ' || i, 'bench' "
+            "FROM generate_series(1, %s) i RETURNING id, code", (org, plant, machines)
+        ).fetchall()
+        conn.execute(
+            "INSERT INTO mes.pm_schedules (organization_id, plant_id, machine_id, name, "
+            "trigger_kind, interval_value, counter_tag, calendar_every, calendar_unit, "
+            "anchor_at) "
+            "SELECT %(org)s, %(plant)s, m.id, 'S' || k, "
+            "(ARRAY['cycles', 'runtime_hours', 'calendar'])[k %% 3 + 1], "
+            "CASE k %% 3 WHEN 0 THEN 1000 * (k + 1) WHEN 1 THEN 10 * (k + 1) END, "
+            "CASE k %% 3 WHEN 0 THEN 'cycles' END, "
+            "CASE k %% 3 WHEN 2 THEN k + 1 END, CASE k %% 3 WHEN 2 THEN 'days' END, %(t0)s "
+            "FROM mes.machines m, generate_series(0, %(n)s - 1) k WHERE m.kind = 'bench'",
+            {"org": org, "plant": plant, "n": per_machine, "t0": t0})
+        for table, cols, values in (
+            ("machine_status_history", "ts, state",
+             "%(t0)s + make_interval(mins => 10 * j), "
+             "(ARRAY['running', 'idle', 'fault'])[j %% 3 + 1]"),
+            ("machine_counter", "tag, ts, value",
+             "'cycles', %(t0)s + make_interval(mins => j), 100.0 * j"),
+        ):
+            conn.execute(
+                f"INSERT INTO mes.{table} (organization_id, plant_id, machine_id, {cols}) "
+                f"SELECT %(org)s, %(plant)s, m.id, {values} FROM mes.machines m, "
+                f"generate_series(0, {12 if table == 'machine_status_history' else 120}) j "
+                "WHERE m.kind = 'bench'", {"org": org, "plant": plant, "t0": t0})
+    return ids
+
+
+def bench_evaluation(app: str, tenant: Tenant, machines: list[uuid.UUID], per_machine: int,
+                     batch: int, batches: int) -> dict[str, float]:
+    """Steps 1 and 2 of the module docstring."""
+    pool = ConnectionPool(app, min_size=1, max_size=2, kwargs={"autocommit": True})
+    engine = MaintenanceEngine(pool)
+    times = []
+    try:
+        for i in range(batches):
+            chosen = machines[(i * batch) % len(machines):][:batch]
+            started = time.perf_counter()
+            engine.after_commit(tenant, chosen)
+            times.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        engine.sweep(tenant)
+        sweep = time.perf_counter() - started
+    finally:
+        pool.close()
+    per_batch = statistics.median(times)
+    return {"batch_machines": batch, "per_batch_ms": per_batch * 1000,
+            "per_schedule_us": per_batch / (batch * per_machine) * 1e6,
+            "sweep_s": sweep, "sweep_per_schedule_us": sweep / (len(machines) * per_machine)
+            * 1e6}
+
+
+def _counter_messages(demo: DemoTenant, codes: list[str], messages: int, records: int,
+                      t0: datetime, seq0: int) -> list[tuple[str, bytes]]:
+    gateway = demo.gateways[LIVE_PLANT]
+    topic = str(Topic(DEMO_ORG, LIVE_PLANT, gateway, Kind.COUNTER))
+    out = []
+    for n in range(messages):
+        ts = t0 + timedelta(seconds=n + 1)
+        recs = [CounterRecord(machine=codes[(n * records + i) % len(codes)], tag="cycles",
+                              ts=ts + timedelta(microseconds=i), value=float(n * records + i))
+                for i in range(records)]
+        out.append((topic, encode(CounterEnvelope(v=1, gateway=gateway, seq=seq0 + n,
+                                                  sent_at=datetime.now(UTC), records=recs))))
+    return out
+
+
+def _counter_rows(owner: str) -> int:
+    with psycopg.connect(owner) as conn:
+        row = conn.execute("SELECT count(*) FROM mes.machine_counter").fetchone()
+    return int(row[0]) if row else 0
+
+
+def bench_ingest(owner: str, app: str, broker: Any, demo: DemoTenant, codes: list[str],
+                 messages: int, records: int, t0: datetime, engine_on: bool, seq0: int
+                 ) -> dict[str, float]:
+    """Step 3, one phase: a backlog at the broker, timed until committed."""
+    client = f"bench-maint-{'on' if engine_on else 'off'}"
+    settings = _settings(owner, app, broker, client)
+    service = IngestService(settings)  # register the persistent session, then go away
+    service.start()
+    service.consumer.subscribed.wait(10)
+    time.sleep(0.3)  # as bench ingest: let the broker settle the subscription first
+    service.stop()
+    pub = Pub(broker)
+    for topic, payload in _counter_messages(demo, codes, messages, records, t0, seq0):
+        pub.send(topic, payload)
+    pub.wait(messages)
+    pub.close()
+    before = _counter_rows(owner)
+    runner = None
+    service = IngestService(settings)
+    if engine_on:
+        runner = open_runner(DatabaseSettings(url=owner, app_url=app),
+                             MaintenanceOptions(sweep_s=3600))
+        service.commit_observers.append(runner.on_commit)
+        runner.start()
+    started = time.monotonic()
+    service.start()
+    target = before + messages * records
+    deadline = started + 600
+    while _counter_rows(owner) < target:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{_counter_rows(owner) - before} of {target - before} rows")
+        time.sleep(0.02)
+    seconds = time.monotonic() - started
+    service.stop()
+    raised = runner.raised if runner else 0
+    if runner:
+        runner.stop()
+    rows = messages * records
+    return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds,
+            "tasks_raised": raised}
+
+
+def cmd_bench_maintenance(args: argparse.Namespace) -> int:
+    """Run the three steps, print the summary and one JSON line."""
+    results: dict[str, Any] = {"machines": args.machines,
+                               "schedules": args.machines * args.schedules_per_machine}
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
+    with _stack() as (_pg, broker, owner, app, demo):
+        print(f"seeding {args.machines} machines x {args.schedules_per_machine} schedules ...",
+              flush=True)
+        machines = _seed(owner, demo, args.machines, args.schedules_per_machine, t0)
+        tenant = Tenant(demo.organization_id, demo.plants[LIVE_PLANT])
+        ev = results["evaluation"] = bench_evaluation(
+            app, tenant, [m for m, _ in machines], args.schedules_per_machine,
+            args.batch_machines, args.batches)
+        print(f"after a commit of {args.batch_machines} machines: {ev['per_batch_ms']:.1f} ms "
+              f"(median), {ev['per_schedule_us']:.0f} us per schedule; sweep of "
+              f"{results['schedules']} schedules: {ev['sweep_s']:.2f} s "
+              f"({ev['sweep_per_schedule_us']:.0f} us per schedule)", flush=True)
+        codes = [c for _, c in machines]
+        t1 = t0 + timedelta(hours=6)
+        off = results["ingest_engine_off"] = bench_ingest(
+            owner, app, broker, demo, codes, args.messages, args.records, t1, False, 1)
+        on = results["ingest_engine_on"] = bench_ingest(
+            owner, app, broker, demo, codes, args.messages, args.records,
+            t1 + timedelta(hours=2), True, args.messages + 1)
+    results["ratio_on_to_off"] = on["rows_per_s"] / off["rows_per_s"]
+    print(f"ingest rows/s: engine off {off['rows_per_s']:,.0f}, engine on "
+          f"{on['rows_per_s']:,.0f} ({on['tasks_raised']} tasks raised); on / off "
+          f"{results['ratio_on_to_off']:.2f} (target >= 0.90)")
+    print(json.dumps({"bench": "maintenance", **results}))
+    return 0
