@@ -20,6 +20,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -138,9 +139,10 @@ def _settings_paths() -> set[tuple[str, ...]]:
     def walk(model: type[BaseModel], prefix: tuple[str, ...]) -> None:
         for name, info in model.model_fields.items():
             paths.add((*prefix, name))
-            annotation = info.annotation
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-                walk(annotation, (*prefix, name))
+            # A section, or an optional one (`NotifyMqtt | None`).
+            for candidate in (info.annotation, *typing.get_args(info.annotation)):
+                if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                    walk(candidate, (*prefix, name))
 
     for model in models:
         walk(model, ())

@@ -16,11 +16,13 @@ from datetime import UTC, datetime
 from types import FrameType
 
 import psycopg
+from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from core import logging as mes_logging
 from core.errors import UserFacingError
 from core.settings import load_settings
+from core.status_server import StatusServer
 from core.tenancy import Tenant, tenant_transaction
 from ingest.maintenance.lifecycle import STEPS, transition
 from ingest.maintenance.schedules import ScheduleRefused, ScheduleSpec, insert_schedule
@@ -36,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                           "maintenance.sweep_s, calendar at due times) and deliver task events, "
                           "until SIGTERM or SIGINT. The ingest runs the same engine after each "
                           "commit unless maintenance.enabled is false.")
+    run.add_argument("--status-port", type=int, metavar="PORT",
+                     help="serve /health and /metrics on this port (default: none)")
+    run.add_argument("--status-host", default="127.0.0.1", metavar="HOST")
     run.set_defaults(func=cmd_run)
 
     tasks = msub.add_parser("tasks", help="open tasks of a plant, by due time")
@@ -136,10 +141,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     runner = open_runner(settings.database, settings.maintenance)
+    status = None
+    if args.status_port is not None:
+        status = StatusServer(args.status_host, args.status_port, runner.health,
+                              CollectorRegistry(), setting="--status-port").start()
     runner.start()
     while not stop.wait(1.0):  # a timed wait, so that the signal handler gets to run
         pass
     runner.stop()
+    if status is not None:
+        status.stop()
     return 0
 
 

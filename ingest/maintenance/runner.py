@@ -20,6 +20,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
@@ -55,6 +56,13 @@ class EngineRunner:
         self.failure: BaseException | None = None
         # Called with the ids of the tasks each evaluation raised (the demo's live view).
         self.raised_observers: list[Callable[[list[uuid.UUID]], None]] = []
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """For the status endpoint of `mes maintenance run`: healthy while the evaluation
+        thread runs and has not failed."""
+        ok = self._thread.is_alive() and self.failure is None
+        return ok, {"evaluating": self._thread.is_alive(),
+                    "failure": None if self.failure is None else str(self.failure)}
 
     def on_commit(self, tenant: Tenant, machines: frozenset[uuid.UUID]) -> None:
         """The ingest committed rows of `machines` under `tenant` (never blocks)."""
