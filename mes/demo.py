@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import secrets
 import shutil
 import tempfile
 import time
@@ -39,7 +40,14 @@ from mes.demo_maintenance import (
     render_tasks,
     seed_maintenance,
 )
-from mes.demo_seed import DEMO_ORG, LIVE_PLANT, describe_tenant, seed_demo
+from mes.demo_seed import (
+    DEMO_ORG,
+    DEMO_TECHNICIAN,
+    LIVE_PLANT,
+    demo_token,
+    describe_tenant,
+    seed_demo,
+)
 from mes.demo_view import Ledger, missing, read_landed, render
 from mes.services.broker import BrokerServer
 from mes.services.ports import free_port, wait_for_port
@@ -143,7 +151,10 @@ def _run(args: argparse.Namespace, database_url: str | None, workdir: Path) -> i
                "MES_INGEST__BATCH_AGE_MS": "100",
                # The engine runs inside the ingest; a short sweep keeps runtime meters fresh.
                "MES_MAINTENANCE__SWEEP_S": "5", "MES_MAINTENANCE__MQTT__HOST": broker.host,
-               "MES_MAINTENANCE__MQTT__PORT": str(broker.port)}
+               "MES_MAINTENANCE__MQTT__PORT": str(broker.port),
+               # The API's token key: yours if set, else one made for this run only.
+               "MES_TOKENS__SECRET": os.environ.get("MES_TOKENS__SECRET")
+               or secrets.token_urlsafe(32)}
         if not broker.supports_mqtt5:  # amqtt: MQTT 3.1.1, no shared subscriptions
             env.update({"MES_MQTT__PROTOCOL": "mqtt311", "MES_MQTT__SHARE_GROUP": "",
                         "MES_MAINTENANCE__MQTT__PROTOCOL": "mqtt311"})
@@ -161,7 +172,15 @@ def _run(args: argparse.Namespace, database_url: str | None, workdir: Path) -> i
         stack.callback(agent.stop)
         _wait_healthy(agent_port, agent, "the edge agent")
         print(f"edge agent: status http://127.0.0.1:{agent_port}/metrics; "
-              f"ingest: http://127.0.0.1:{ingest_port}/metrics\n")
+              f"ingest: http://127.0.0.1:{ingest_port}/metrics")
+        api_port = free_port()
+        api = Child(["api", "--port", str(api_port)], workdir / "api.log", env)
+        stack.callback(api.stop)
+        _wait_healthy(api_port, api, "the API")
+        token = demo_token(app_url, demo.organization_id, env["MES_TOKENS__SECRET"])
+        print(f"board: http://127.0.0.1:{api_port}/board  API: http://127.0.0.1:{api_port}/docs\n"
+              f"  sign in as {DEMO_TECHNICIAN} (maintenance, North plant) with this token, "
+              f"valid for the demo's run:\n  {token}\n")
         _watch(args.seconds, ledger, app_url, owner_url, demo.organization_id, agent, ingest,
                maintenance.tenant)
 

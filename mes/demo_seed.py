@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from sqlalchemy import func, select
 
@@ -16,11 +17,13 @@ from core.models import Gateway, Machine, Organization, Plant, User
 from core.registry.apply import apply_registry, lookup_organization
 from core.registry.model import MachineEntry, Registry, load_registry
 from core.tenancy import Tenant, unit_of_work
+from core.tokens import TokenSettings, create_token
 from mes.services.broker import PROJECT_ROOT
 from mes.sim.layout import machine_code
 
 DEMO_REGISTRY = PROJECT_ROOT / "config" / "registry" / "demo.yaml"
 DEMO_ORG = "acme"
+DEMO_TECHNICIAN = "tech.north@acme.example"  # a maintenance user of the live plant
 LIVE_PLANT = "north"  # the plant whose gateway reads the simulator
 
 
@@ -93,3 +96,15 @@ def describe_tenant(app_url: str, organization_id: uuid.UUID) -> str:
     finally:
         engine.dispose()
     return "\n".join(lines)
+
+
+def demo_token(app_url: str, organization_id: uuid.UUID, secret: str) -> str:
+    """An API token of the live plant's technician, for the board and the API during the run."""
+    engine = make_engine(app_url, pool_size=1, max_overflow=0)
+    try:
+        with unit_of_work(make_sessions(engine), Tenant(organization_id)) as s:
+            issued = create_token(s, TokenSettings(secret=secret).key(), email=DEMO_TECHNICIAN,
+                                  name="mes demo", lifetime=timedelta(hours=12))
+    finally:
+        engine.dispose()
+    return issued.token

@@ -33,6 +33,9 @@ def test_demo_runs_the_pipeline_and_everything_lands() -> None:
     assert "organization acme" in out.stdout
     assert "gateway gw-north" in out.stdout and "machine m001" in out.stdout
     assert "every published record landed, exactly once" in out.stdout
+    # The board's address and a ready token of the live plant's technician.
+    assert re.search(r"board: http://127\.0\.0\.1:\d+/board", out.stdout)
+    assert re.search(r"^  mes_[0-9a-f]{32}_\S+$", out.stdout, re.MULTILINE)
     total = re.search(r"total\s+published\s+(\d+)\s+landed\s+(\d+)\s+dead-lettered (\d+)",
                       out.stdout)
     assert total, out.stdout[-2000:]
