@@ -4,7 +4,10 @@ to the run's temporary directory (printed), not into the repository."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +19,7 @@ from core.staging import write_staged
 from core.tenancy import Tenant, tenant_transaction
 from tests.api.conftest import Api, api, api_users  # noqa: F401  (fixtures used here)
 from tests.fixtures.database import TestDatabase
+from tests.fixtures.services import ON_CI
 from tests.fixtures.tenants import Org
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -26,10 +30,28 @@ playwright_api = pytest.importorskip("playwright.sync_api",
                                      reason="playwright (the dev extra) is not installed")
 
 
+def _install_chromium() -> str | None:
+    """Install Debian's chromium with the machine's package manager when we may (root and
+    apt-get); None when it is there afterwards, else why not."""
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        return "no chromium, and no apt-get as root to install it"
+    print("\ninstalling Debian's chromium for the board tests (once) ...", file=sys.stderr)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "update", "-qq"],
+                    ["apt-get", "install", "-y", "-qq", "chromium"]):
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900,
+                              check=False)
+        if done.returncode != 0:
+            return f"{' '.join(command)} failed: {done.stderr.strip()[-500:]}"
+    return None if Path(CHROMIUM).exists() else f"chromium installed but not at {CHROMIUM}"
+
+
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[object]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no chromium at {CHROMIUM}: install Debian's chromium to run board tests")
+    if not Path(CHROMIUM).exists() and (why := _install_chromium()):
+        if ON_CI:
+            pytest.fail(f"CI must run the board tests in a browser: {why}")
+        pytest.skip(f"board tests need Debian's chromium: {why}")
     with playwright_api.sync_playwright() as p:
         # launch() gives every run a fresh temporary profile; contexts isolate the sessions.
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
