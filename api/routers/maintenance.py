@@ -122,10 +122,10 @@ def skip_task(session: SessionDep, task_id: uuid.UUID, body: TaskSkip,
                            reason=body.reason)
 
 
-@router.post("/tasks/{task_id}/checklist/{index}", response_model=TaskOut,
+@router.post("/tasks/{task_id}/checklist", response_model=TaskOut,
              **requires(*roles.TECHNICIANS))
-def tick_checklist_item(session: SessionDep, task_id: uuid.UUID, index: int,
-                        body: ChecklistTick, if_match: IfMatch = None) -> object:
+def tick_checklist_item(session: SessionDep, task_id: uuid.UUID, body: ChecklistTick,
+                        if_match: IfMatch = None) -> object:
     """Tick (done: true) or untick checklist item `index` (from 0) of an open task."""
-    return maintenance.tick_item(session, task_id=task_id, index=index, done=body.done,
+    return maintenance.tick_item(session, task_id=task_id, index=body.index, done=body.done,
                                  if_match=if_match)

@@ -112,6 +112,7 @@ class TaskSkip(BaseModel):
 
 
 class ChecklistTick(BaseModel):
-    model_config = example(done=True)
+    model_config = example(index=0, done=True)
 
+    index: int = Field(ge=0)
     done: bool = True

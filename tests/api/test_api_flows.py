@@ -233,12 +233,12 @@ def test_a_floating_schedule_counts_from_the_completion_made_through_the_api(
              '[{"item": "check belts", "done": false}, {"item": "tension", "done": false}]'
              )).fetchone()[0]
     path = f"/v1/pm/tasks/{task_id}"
-    ticked = api.ok("a1_tech", "POST", f"{path}/checklist/1", json={"done": True})
+    ticked = api.ok("a1_tech", "POST", f"{path}/checklist", json={"index": 1, "done": True})
     assert ticked["checklist"] == [{"item": "check belts", "done": False},
                                    {"item": "tension", "done": True}]
-    assert api.call("a1_tech", "POST", f"{path}/checklist/2", json={}).status_code == 422
+    assert api.call("a1_tech", "POST", f"{path}/checklist", json={"index": 2}).status_code == 422
     done = api.ok("a1_tech", "POST", f"{path}/complete", json={})
-    assert api.call("a1_tech", "POST", f"{path}/checklist/0", json={}).status_code == 409
+    assert api.call("a1_tech", "POST", f"{path}/checklist", json={"index": 0}).status_code == 409
     completed_at = datetime.fromisoformat(done["completed_at"])
     with database.superuser() as conn:
         history = conn.execute("SELECT event, status FROM mes.pm_task_history "
