@@ -23,9 +23,9 @@ import yaml
 from psycopg.types.json import Jsonb
 from rich.table import Table
 
+from core.maintenance.calendar import Calendar
+from core.maintenance.schedules import ScheduleSpec, insert_schedule
 from core.tenancy import Tenant, tenant_transaction
-from ingest.maintenance.calendar import Calendar
-from ingest.maintenance.schedules import ScheduleSpec, insert_schedule
 from mes.services.broker import PROJECT_ROOT
 
 DEMO_MAINTENANCE = PROJECT_ROOT / "config" / "maintenance" / "demo.yaml"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter
@@ -50,11 +51,11 @@ def task_action(session: BoardSession, caller: BoardCaller, fields: Form, task_i
     form's `version` is the If-Match: a task changed since the page was drawn is refused."""
     if action not in TASK_ACTIONS:
         return _back("/board/tasks", f"Not done: unknown action {action}")
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}
     if action == "complete":
         meter = fields.get("meter_reading", "").strip()
         try:
-            values = {"meter_at_completion": float(meter) if meter else None,
+            values = {"meter": float(meter) if meter else None,
                       "notes": fields.get("notes", "")[:8000]}
         except ValueError:
             return _back("/board/tasks", "Not done: the meter reading must be a number")
@@ -62,12 +63,12 @@ def task_action(session: BoardSession, caller: BoardCaller, fields: Form, task_i
         reason = fields.get("reason", "").strip()
         if not reason:
             return _back("/board/tasks", "Not done: give a reason to skip a task")
-        values = {"notes": reason[:2000]}
+        values = {"reason": reason[:2000]}
     return _attempt(caller, roles.TECHNICIANS, "/board/tasks",
                     f"Task {TASK_ACTIONS[action]}.",
                     lambda: maintenance.act(session, task_id=task_id, action=action,
                                             if_match=fields.get("version") or None,
-                                            values=values))
+                                            **values))
 
 
 @router.post("/downtime/{event_id}/reason")

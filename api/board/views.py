@@ -15,11 +15,11 @@ from api.problems import NotFound
 from api.repositories import downtime, machines, maintenance, shifts
 from api.schemas.machines import CurrentState, DowntimeOut, Segment
 from api.schemas.shifts import ShiftSummary
+from core.maintenance.lifecycle import OPEN
 from core.models import Machine, PmSchedule, PmTask
 from core.tokens import Caller
 
 ALL = Page(limit=500, cursor=None)
-OPEN = ["open", "in_progress"]
 
 
 def today(now: datetime) -> tuple[datetime, datetime]:
@@ -112,7 +112,7 @@ def _due_key(row: TaskRow) -> tuple[Any, ...]:
 
 def my_tasks(session: Session, *, caller: Caller) -> MyTasks:
     """The caller's open tasks and the unassigned ones, by due; the caller's latest done."""
-    open_tasks, _ = maintenance.list_tasks(session, page=ALL, sort="created_at", status=OPEN,
+    open_tasks, _ = maintenance.list_tasks(session, page=ALL, sort="created_at", status=list(OPEN),
                                            machine_id=None, assignee_id=None, due_from=None,
                                            due_to=None)
     done, _ = maintenance.list_tasks(session, page=Page(limit=10, cursor=None),

@@ -1,6 +1,7 @@
 """Preventive maintenance as the API sees it: schedules, and the tasks the maintenance engine
-raises from them. Thin on purpose: when a task falls due and what its completion does to the
-schedule (a floating schedule counts from it) is the engine's business (ingest/maintenance)."""
+raises from them. Thin on purpose: a schedule is validated and written, and a task takes its
+lifecycle steps, by the same code the engine uses (core/maintenance); when a task falls due is
+the engine's business (ingest/maintenance)."""
 
 from __future__ import annotations
 
@@ -8,22 +9,23 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.deps import Page
 from api.pagination import paginate
-from api.problems import Conflict
-from api.repositories.base import add, change, check_version, get_or_404, require, tenant_of
-from core.models import Machine, PmSchedule, PmTask, User
+from api.problems import Conflict, Invalid
+from api.repositories.base import change, check_version, get_or_404, require, tenant_of
+from core.maintenance.lifecycle import TransitionRefused, tick, transition
+from core.maintenance.schedules import ScheduleRefused, ScheduleSpec, insert_schedule
+from core.models import Plant, PmSchedule, PmTask, User
 
-# Which status each action may start from, and what it leads to.
-ACTIONS: dict[str, tuple[set[str], str]] = {
-    "acknowledge": ({"open", "in_progress"}, ""),
-    "start": ({"open"}, "in_progress"),
-    "complete": ({"open", "in_progress"}, "done"),
-    "skip": ({"open", "in_progress"}, "skipped"),
-}
+
+def _driver(session: Session) -> psycopg.Connection:
+    """The unit of work's own psycopg connection (same transaction, same tenant), for the
+    shared maintenance code in core.maintenance."""
+    return session.connection().connection.driver_connection
 
 
 def list_schedules(session: Session, *, page: Page, sort: str, machine_id: uuid.UUID | None,
@@ -41,11 +43,19 @@ def get_schedule(session: Session, *, schedule_id: uuid.UUID, lock: bool = False
     return get_or_404(session, PmSchedule, schedule_id, what="PM schedule", lock=lock)
 
 
-def create_schedule(session: Session, *, values: dict[str, Any]) -> PmSchedule:
-    machine = require(session, Machine, values["machine_id"], field="machine_id")
-    if values.get("anchor_at") is None:
-        values.pop("anchor_at", None)
-    return add(session, PmSchedule(**values), plant_id=machine.plant_id)
+def create_schedule(session: Session, *, spec: ScheduleSpec, plant_id: uuid.UUID | None
+                    ) -> PmSchedule:
+    """Insert a validated spec in `plant_id` (or the caller's plant); 422 naming the field
+    when the plant, machine or assignee is not there."""
+    tenant = tenant_of(session)
+    plant = require(session, Plant, plant_id or tenant.plant_id, field="plant_id")
+    if plant is None:
+        raise Invalid("plant_id", "name the plant of the schedule")
+    try:
+        schedule_id = insert_schedule(_driver(session), spec, tenant.organization_id, plant.id)
+    except ScheduleRefused as e:
+        raise Invalid("assignee" if "user" in str(e) else "machine", str(e)) from None
+    return get_schedule(session, schedule_id=schedule_id)
 
 
 def update_schedule(session: Session, *, schedule_id: uuid.UUID, values: dict[str, Any],
@@ -84,23 +94,42 @@ def get_task(session: Session, *, task_id: uuid.UUID, lock: bool = False) -> PmT
 
 
 def act(session: Session, *, task_id: uuid.UUID, action: str, if_match: str | None,
-        values: dict[str, Any] | None = None) -> PmTask:
-    """Apply `action` to a task, locked: of two technicians completing one task, the second
-    waits for the first and then gets 409 (or 412 with a stale If-Match)."""
+        meter: float | None = None, reason: str | None = None, notes: str | None = None
+        ) -> PmTask:
+    """Take lifecycle step `action` (core.maintenance.lifecycle) on a task, locked: of two
+    technicians completing one task, the second waits for the first and then gets 409 (or
+    412 with a stale If-Match)."""
     task = get_task(session, task_id=task_id, lock=True)
     check_version(task, if_match)
-    allowed, to = ACTIONS[action]
-    if task.status not in allowed:
-        raise Conflict(f"a task in status {task.status} does not take the action {action}")
     user = tenant_of(session).user_id
-    # Acknowledging takes the task; any other action by an unassigned task's worker too.
+    assert user is not None
+    # Acknowledging takes the task; any other step by an unassigned task's worker too.
     assignee = user if action == "acknowledge" else task.assignee_id or user
-    update: dict[str, Any] = {"assignee_id": assignee, **(values or {})}
-    if to:
-        update["status"] = to
-    if to == "done":
-        update |= {"completed_by_user_id": user, "completed_at": datetime.now(UTC)}
-    return change(session, task, update)
+    try:
+        transition(_driver(session), task_id, action, user, datetime.now(UTC), reason,
+                   meter=meter)
+    except TransitionRefused as e:
+        raise Conflict(str(e)) from None
+    session.refresh(task)
+    values: dict[str, Any] = {"notes": notes} if notes else {}
+    if task.assignee_id != assignee:
+        values["assignee_id"] = assignee
+    return change(session, task, values)
+
+
+def tick_item(session: Session, *, task_id: uuid.UUID, index: int, done: bool,
+              if_match: str | None) -> PmTask:
+    """Tick (or untick) checklist item `index` of an open task: 409 once it is closed."""
+    task = get_task(session, task_id=task_id, lock=True)
+    check_version(task, if_match)
+    if not 0 <= index < len(task.checklist):
+        raise Invalid("index", f"the task has {len(task.checklist)} checklist item(s)")
+    try:
+        tick(_driver(session), task_id, index, done)
+    except TransitionRefused as e:
+        raise Conflict(str(e)) from None
+    session.refresh(task)
+    return task
 
 
 def assign_task(session: Session, *, task_id: uuid.UUID, assignee_id: uuid.UUID) -> PmTask:

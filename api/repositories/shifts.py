@@ -17,10 +17,9 @@ from api.repositories.base import add, change, get_or_404, tenant_of
 from api.repositories.downtime import with_reasons
 from api.schemas.maintenance import TaskOut
 from api.schemas.shifts import ShiftOut, ShiftSummary
+from core.maintenance.lifecycle import OPEN
 from core.models import Machine, PmTask, Shift, ShiftHandover
 from core.models.views import DowntimeEventView as E
-
-OPEN_TASK = ("open", "in_progress")
 
 
 def list_shifts(session: Session, *, page: Page, sort: str, start: datetime | None,
@@ -57,7 +56,7 @@ def summary(session: Session, *, shift_id: uuid.UUID) -> ShiftSummary:
                         or_(E.ended_at.is_(None), E.ended_at > shift.starts_at))
         .order_by(E.started_at, E.event_id)))
     tasks = session.scalars(select(PmTask).where(PmTask.machine_id.in_(machines),
-                                                 PmTask.status.in_(OPEN_TASK))
+                                                 PmTask.status.in_(OPEN))
                             .order_by(PmTask.due_at.nulls_last(), PmTask.id))
     return ShiftSummary(shift=ShiftOut.model_validate(shift),
                         stops=with_reasons(session, stops),

@@ -14,6 +14,7 @@ from api.repositories import maintenance
 from api.routers import PREFIX
 from api.schemas.common import AssigneeIn, PageOf
 from api.schemas.maintenance import (
+    ChecklistTick,
     ScheduleIn,
     ScheduleOut,
     ScheduleUpdate,
@@ -21,10 +22,11 @@ from api.schemas.maintenance import (
     TaskOut,
     TaskSkip,
 )
+from core.maintenance.schedules import ScheduleSpec
 
 router = APIRouter(prefix=f"{PREFIX}/pm", tags=["Maintenance"])
 
-TaskStatus = Literal["open", "in_progress", "done", "skipped", "cancelled"]
+TaskStatus = Literal["open", "acknowledged", "in_progress", "done", "skipped", "cancelled"]
 
 
 @router.get("/schedules", response_model=PageOf[ScheduleOut])
@@ -39,7 +41,9 @@ def list_schedules(session: SessionDep, page: PageDep, machine_id: uuid.UUID | N
 @router.post("/schedules", response_model=ScheduleOut, status_code=status.HTTP_201_CREATED,
              **requires(*roles.MAINTENANCE_PLANNERS))
 def create_schedule(session: SessionDep, body: ScheduleIn) -> object:
-    return maintenance.create_schedule(session, values=body.model_dump())
+    """A schedule as the engine's ScheduleSpec (docs/maintenance.md): 422 names what to fix."""
+    spec = ScheduleSpec(**body.model_dump(exclude={"plant_id"}))
+    return maintenance.create_schedule(session, spec=spec, plant_id=body.plant_id)
 
 
 @router.get("/schedules/{schedule_id}", response_model=ScheduleOut)
@@ -91,7 +95,7 @@ def assign_task(session: SessionDep, task_id: uuid.UUID, body: AssigneeIn) -> ob
 @router.post("/tasks/{task_id}/acknowledge", response_model=TaskOut,
              **requires(*roles.TECHNICIANS))
 def acknowledge_task(session: SessionDep, task_id: uuid.UUID, if_match: IfMatch = None) -> object:
-    """Take the task: the caller becomes its assignee."""
+    """Take the task (open -> acknowledged): the caller becomes its assignee."""
     return maintenance.act(session, task_id=task_id, action="acknowledge", if_match=if_match)
 
 
@@ -107,12 +111,21 @@ def complete_task(session: SessionDep, task_id: uuid.UUID, body: TaskComplete,
     """Complete with the meter reading; records who completed it and when. A second
     completion of the same task gets 409."""
     return maintenance.act(session, task_id=task_id, action="complete", if_match=if_match,
-                           values={"meter_at_completion": body.meter_reading,
-                                   "notes": body.notes})
+                           meter=body.meter_reading, notes=body.notes)
 
 
 @router.post("/tasks/{task_id}/skip", response_model=TaskOut, **requires(*roles.TECHNICIANS))
 def skip_task(session: SessionDep, task_id: uuid.UUID, body: TaskSkip,
               if_match: IfMatch = None) -> object:
+    """Skip with a reason (recorded as the task's skip_reason)."""
     return maintenance.act(session, task_id=task_id, action="skip", if_match=if_match,
-                           values={"notes": body.reason})
+                           reason=body.reason)
+
+
+@router.post("/tasks/{task_id}/checklist", response_model=TaskOut,
+             **requires(*roles.TECHNICIANS))
+def tick_checklist_item(session: SessionDep, task_id: uuid.UUID, body: ChecklistTick,
+                        if_match: IfMatch = None) -> object:
+    """Tick (done: true) or untick checklist item `index` (from 0) of an open task."""
+    return maintenance.tick_item(session, task_id=task_id, index=body.index, done=body.done,
+                                 if_match=if_match)

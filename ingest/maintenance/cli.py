@@ -21,11 +21,12 @@ from pydantic import ValidationError
 
 from core import logging as mes_logging
 from core.errors import UserFacingError
+from core.maintenance.lifecycle import STEPS, transition
+from core.maintenance.schedules import ScheduleRefused, ScheduleSpec, insert_schedule
 from core.settings import load_settings
 from core.status_server import StatusServer
 from core.tenancy import Tenant, tenant_transaction
-from ingest.maintenance.lifecycle import STEPS, transition
-from ingest.maintenance.schedules import ScheduleRefused, ScheduleSpec, insert_schedule
+from ingest.maintenance.completion import meter_at_completion
 from ingest.maintenance.settings import MaintenanceSettings
 
 
@@ -190,7 +191,7 @@ def cmd_task(args: argparse.Namespace) -> int:
     with _unit(args, args.user) as (conn, tenant):
         assert tenant.user_id is not None
         status = transition(conn, args.task_id, args.step, tenant.user_id, datetime.now(UTC),
-                            args.reason)
+                            args.reason, meter_at=meter_at_completion)
     print(f"{args.task_id}: {status}")
     return 0
 

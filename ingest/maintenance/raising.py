@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg.types.json import Jsonb
 
-from ingest.maintenance.calendar import Calendar
+from core.maintenance.calendar import Calendar
 from ingest.maintenance.meters import Meters
 from ingest.maintenance.triggers import Draft, Last, Schedule, decide
 

@@ -28,9 +28,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from ingest.maintenance.calendar import Calendar
+from core.maintenance.calendar import Calendar
+from core.maintenance.lifecycle import CLOSED
 
-CLOSED = ("done", "skipped", "cancelled")
 # A calendar that fell this many due times behind is caught up in steps: never an endless loop.
 MAX_CATCH_UP = 10_000
 

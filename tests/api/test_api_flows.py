@@ -9,6 +9,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from ingest.maintenance.raising import last_tasks, load_targets
+from ingest.maintenance.triggers import next_calendar_at
 from tests.api.conftest import Api
 from tests.fixtures.database import TestDatabase
 from tests.fixtures.tenants import T0, Tenants
@@ -172,9 +174,10 @@ def test_pm_task_completion_records_who_and_the_meter(api: Api, tenants: Tenants
                                                       database: TestDatabase) -> None:
     machine = str(tenants.a.machines["a1"])
     schedule = api.ok("a1_tech", "POST", "/v1/pm/schedules", json={
-        "machine_id": machine, "name": "Grease", "trigger_kind": "calendar",
-        "interval_value": "7"})
+        "machine": "a1-press", "name": "Grease", "every": "7 days"})
     assert schedule["plant_id"] == str(tenants.a1)
+    assert (schedule["machine_id"], schedule["trigger_kind"], schedule["calendar_every"],
+            schedule["calendar_unit"]) == (machine, "calendar", 7, "days")
     with database.superuser() as conn:
         task_id = conn.execute(
             "INSERT INTO mes.pm_tasks (organization_id, plant_id, schedule_id, machine_id,"
@@ -188,15 +191,66 @@ def test_pm_task_completion_records_who_and_the_meter(api: Api, tenants: Tenants
     path = f"/v1/pm/tasks/{task_id}"
     taken = api.ok("a1_tech", "POST", f"{path}/acknowledge")
     assert taken["assignee_id"] == str(api.users.ids["a1_tech"])
+    assert (taken["status"], taken["acknowledged_by_user_id"]) == (
+        "acknowledged", str(api.users.ids["a1_tech"]))
+    assert api.call("a1_tech", "POST", f"{path}/acknowledge").status_code == 409
     assert api.ok("a1_tech", "POST", f"{path}/start")["status"] == "in_progress"
     done = api.ok("a1_tech", "POST", f"{path}/complete",
                   json={"meter_reading": 1234.5, "notes": "greased"})
     assert done["status"] == "done" and done["meter_at_completion"] == 1234.5
     assert done["completed_by_user_id"] == str(api.users.ids["a1_tech"])
+    assert done["notes"] == "greased"
     assert api.call("a1_tech", "POST", f"{path}/skip", json={"reason": "x"}).status_code == 409
     mine = api.ok("a1_tech", "GET", "/v1/pm/tasks", params={
         "assignee_id": str(api.users.ids["a1_tech"]), "status": "done"})["items"]
     assert [t["id"] for t in mine] == [str(task_id)]
+
+
+def test_a_schedule_is_refused_with_the_field_to_fix(api: Api) -> None:
+    r = api.call("a1_tech", "POST", "/v1/pm/schedules", json={
+        "machine": "a1-press", "name": "Grease", "every": "7 fortnights"})
+    assert r.status_code == 422
+    assert [e["field"] for e in r.json()["errors"]] == ["every"]
+    r = api.call("a1_tech", "POST", "/v1/pm/schedules", json={
+        "machine": "no-such-press", "name": "Grease", "every": "7 days"})
+    assert r.status_code == 422
+    assert [e["field"] for e in r.json()["errors"]] == ["machine"]
+
+
+def test_a_floating_schedule_counts_from_the_completion_made_through_the_api(
+        api: Api, tenants: Tenants, database: TestDatabase) -> None:
+    machine = tenants.a.machines["a1"]
+    schedule = api.ok("a1_tech", "POST", "/v1/pm/schedules", json={
+        "machine": "a1-press", "name": "Belts", "every": "7 days", "mode": "floating",
+        "anchor": T0.isoformat(), "checklist": ["check belts", "tension"]})
+    assert (schedule["schedule_mode"], schedule["checklist"]) == (
+        "floating", ["check belts", "tension"])
+    with database.superuser() as conn:
+        task_id = conn.execute(
+            "INSERT INTO mes.pm_tasks (organization_id, plant_id, schedule_id, machine_id,"
+            " occurrence, due_at, checklist) VALUES (%s, %s, %s, %s, 1, %s, %s) RETURNING id",
+            (tenants.a.id, tenants.a1, schedule["id"], machine, T0 + timedelta(days=7),
+             '[{"item": "check belts", "done": false}, {"item": "tension", "done": false}]'
+             )).fetchone()[0]
+    path = f"/v1/pm/tasks/{task_id}"
+    ticked = api.ok("a1_tech", "POST", f"{path}/checklist", json={"index": 1, "done": True})
+    assert ticked["checklist"] == [{"item": "check belts", "done": False},
+                                   {"item": "tension", "done": True}]
+    assert api.call("a1_tech", "POST", f"{path}/checklist", json={"index": 2}).status_code == 422
+    done = api.ok("a1_tech", "POST", f"{path}/complete", json={})
+    assert api.call("a1_tech", "POST", f"{path}/checklist", json={"index": 0}).status_code == 409
+    completed_at = datetime.fromisoformat(done["completed_at"])
+    with database.superuser() as conn:
+        history = conn.execute("SELECT event, status FROM mes.pm_task_history "
+                               "WHERE task_id = %s ORDER BY at", (task_id,)).fetchall()
+        [target] = [t for t in load_targets(conn, [machine], ["calendar"])
+                    if str(t.schedule.id) == schedule["id"]]
+        last = last_tasks(conn, [target])[(target.schedule.id, machine)]
+    # The tick is recorded (the history doubles as the notification outbox).
+    assert history[:2] == [("raised", "open"), ("updated", "open")]
+    assert ("status", "done") in history
+    # Floating: the next occurrence counts from the completion, not from the anchor's grid.
+    assert next_calendar_at(target.schedule, last) == completed_at + timedelta(days=7)
 
 
 def test_two_technicians_completing_one_task_one_wins(api: Api, tenants: Tenants,

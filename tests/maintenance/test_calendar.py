@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ingest.maintenance.calendar import Calendar
+from core.maintenance.calendar import Calendar
 from ingest.maintenance.triggers import Last, Schedule, decide, next_calendar_at
 
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
+from core.maintenance.schedules import ScheduleSpec
 from core.tenancy import Tenant
 from ingest.maintenance.engine import MaintenanceEngine
-from ingest.maintenance.schedules import ScheduleSpec
 from tests.fixtures.database import TestDatabase
 from tests.fixtures.tenants import Tenants
 from tests.maintenance.helpers import Clock

@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from core.maintenance.lifecycle import TransitionRefused, transition
 from core.tenancy import Tenant, tenant_transaction
+from ingest.maintenance.completion import meter_at_completion
 from ingest.maintenance.engine import MaintenanceEngine
-from ingest.maintenance.lifecycle import TransitionRefused, transition
 from tests.fixtures.database import TestDatabase
 from tests.fixtures.tenants import Tenants
 from tests.maintenance.helpers import Clock, add_machine, add_schedule, tasks_of
@@ -23,7 +24,8 @@ def _step(engine: MaintenanceEngine, tenant: Tenant, task: str, step: str, user:
           at: datetime, reason: str | None = None) -> str:
     with engine.pool.connection() as conn, tenant_transaction(
             conn, Tenant(tenant.organization_id, tenant.plant_id, user)):
-        return transition(conn, uuid.UUID(task), step, user, at, reason)
+        return transition(conn, uuid.UUID(task), step, user, at, reason,
+                          meter_at=meter_at_completion)
 
 
 def test_lifecycle_records_who_and_when_and_keeps_history(

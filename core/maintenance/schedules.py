@@ -23,7 +23,7 @@ from psycopg.types.json import Jsonb
 from pydantic import Field, field_validator, model_validator
 
 from core.config_model import StrictModel
-from ingest.maintenance.calendar import Calendar
+from core.maintenance.calendar import Calendar
 
 _EVERY = re.compile(r"^\s*(\d+)\s*(day|week|month)s?\s*$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(minute|hour|day|week)s?\s*$")
