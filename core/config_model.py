@@ -24,3 +24,10 @@ def finite(value: float | None) -> float | None:
     if value is not None and not math.isfinite(value):
         raise ValueError("must be a finite number")
     return value
+
+
+def ordered(model: BaseModel, low: str, high: str) -> None:
+    """A model validator body: refuse `high` below `low` (a backoff's first and longest wait,
+    which core.backoff.Backoff could not take)."""
+    if getattr(model, high) < getattr(model, low):
+        raise ValueError(f"{high} is below {low}")

@@ -20,7 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import Field, SecretStr, model_validator
 
 from core.config_errors import ConfigError
-from core.config_model import StrictModel
+from core.config_model import StrictModel, ordered
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +81,7 @@ class MqttConnection(StrictModel):
 
     @model_validator(mode="after")
     def _credentials_and_pacing(self) -> MqttConnection:
-        if self.reconnect_max_s < self.reconnect_min_s:
-            raise ValueError("reconnect_max_s is smaller than reconnect_min_s")
+        ordered(self, "reconnect_min_s", "reconnect_max_s")
         if self.password is not None and self.username is None:
             raise ValueError("password given without username")
         return self

@@ -9,7 +9,7 @@ import socket
 
 from pydantic import Field, model_validator
 
-from core.config_model import StrictModel
+from core.config_model import StrictModel, ordered
 from core.mqtt import MqttConnection
 from core.settings import Settings
 from ingest.maintenance.settings import MaintenanceOptions
@@ -70,8 +70,7 @@ class IngestOptions(StrictModel):
 
     @model_validator(mode="after")
     def _retry_range(self) -> IngestOptions:
-        if self.retry_max_s < self.retry_min_s:
-            raise ValueError("retry_max_s is below retry_min_s")
+        ordered(self, "retry_min_s", "retry_max_s")
         return self
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from core.config_model import StrictModel
+from core.config_model import StrictModel, ordered
 from core.mqtt import MqttConnection
 from core.settings import Settings
 
@@ -37,8 +37,7 @@ class MaintenanceOptions(StrictModel):
 
     @model_validator(mode="after")
     def _retry_range(self) -> MaintenanceOptions:
-        if self.webhook_retry_max_s < self.webhook_retry_min_s:
-            raise ValueError("webhook_retry_max_s is below webhook_retry_min_s")
+        ordered(self, "webhook_retry_min_s", "webhook_retry_max_s")
         return self
 
 
