@@ -1,9 +1,9 @@
 """The board in Debian's chromium against `mes api`, its database and the ingest's write path.
 
-The state change behind a tile's colour is written through core.staging.write_staged under the
-machine's tenant (what the ingest does with a message), not by a running simulator, agent and
-ingest: that pipeline is tested end to end in tests/edge and tests/ingest, and here it would only
-add its own latency to the 2 s the tile has."""
+Here the state change behind a tile's colour is written through core.staging.write_staged under
+the machine's tenant (what the ingest does with a message): the fast check of the page's side.
+test_board_live.py takes the same change through the whole running pipeline (simulator, agent,
+broker, ingest) and holds it to the issue's 2 s."""
 
 from __future__ import annotations
 

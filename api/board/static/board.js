@@ -56,6 +56,13 @@ function connect() {
   const page = document.body.dataset.page;
   if (!page || page === "login") return;
   const source = new EventSource("/board/events");
+  const live = document.getElementById("live");
+  const shown = (yes) => {
+    document.body.dataset.live = yes ? "yes" : "no";
+    if (live) live.textContent = yes ? "Live" : "Reconnecting…";
+  };
+  source.addEventListener("open", () => shown(true));
+  source.addEventListener("error", () => shown(false));
   if (page === "plant") {
     source.addEventListener("state", onState);
     source.addEventListener("downtime", onStop);
