@@ -31,12 +31,18 @@ function onState(e) {
   tick();
 }
 
+// A stop's start as the page draws it: hour and minute in the plant's zone (the tile's).
+function clock(iso, zone) {
+  return new Intl.DateTimeFormat("en-GB", {timeZone: zone, hour: "2-digit", minute: "2-digit",
+    hourCycle: "h23"}).format(new Date(iso));
+}
+
 function onStop(e) {
   const d = JSON.parse(e.data);
   const tile = document.querySelector(`.tile[data-machine="${d.machine_id}"]`);
   if (!tile) return;
-  tile.querySelector("[data-field=stop]").textContent =
-    d.ended_at ? "" : `Stop since ${d.started_at}: ${d.reason_code || "no reason yet"}`;
+  tile.querySelector("[data-field=stop]").textContent = d.ended_at ? ""
+    : `Stop since ${clock(d.started_at, tile.dataset.zone)}: ${d.reason_code || "no reason yet"}`;
 }
 
 // Pages whose content is a list of tasks or stops redraw when those change, unless the user
