@@ -55,6 +55,22 @@ TASK_ACTIONS = {"acknowledge": "acknowledged", "start": "started", "complete": "
                 "skip": "skipped"}
 
 
+@router.post("/tasks/{task_id}/checklist")
+def tick_checklist(session: BoardSession, caller: BoardCaller, fields: Form,
+                   task_id: uuid.UUID) -> RedirectResponse:
+    """Tick (`done=yes`) or untick checklist item `index` of an open task, at the version the
+    page showed. (Declared before the lifecycle steps' route, which would take its path.)"""
+    to = _page_of(fields, "/board/tasks")
+    index = fields.get("index", "")
+    if not index.isdigit():
+        return _back(to, "Not done: the checklist item (index) must be a whole number")
+    done = fields.get("done") == "yes"
+    return _attempt(caller, roles.TECHNICIANS, to, "Ticked." if done else "Unticked.",
+                    lambda: maintenance.tick_item(session, task_id=task_id, index=int(index),
+                                                  done=done,
+                                                  if_match=fields.get("version") or None))
+
+
 @router.post("/tasks/{task_id}/{action}")
 def task_action(session: BoardSession, caller: BoardCaller, fields: Form, task_id: uuid.UUID,
                 action: str) -> RedirectResponse:
@@ -80,22 +96,6 @@ def task_action(session: BoardSession, caller: BoardCaller, fields: Form, task_i
                     lambda: maintenance.act(session, task_id=task_id, action=action,
                                             if_match=fields.get("version") or None,
                                             **values))
-
-
-@router.post("/tasks/{task_id}/checklist")
-def tick_checklist(session: BoardSession, caller: BoardCaller, fields: Form,
-                   task_id: uuid.UUID) -> RedirectResponse:
-    """Tick (`done=yes`) or untick checklist item `index` of an open task, at the version the
-    page showed."""
-    to = _page_of(fields, "/board/tasks")
-    index = fields.get("index", "")
-    if not index.isdigit():
-        return _back(to, "Not done: the checklist item (index) must be a whole number")
-    done = fields.get("done") == "yes"
-    return _attempt(caller, roles.TECHNICIANS, to, "Ticked." if done else "Unticked.",
-                    lambda: maintenance.tick_item(session, task_id=task_id, index=int(index),
-                                                  done=done,
-                                                  if_match=fields.get("version") or None))
 
 
 @router.post("/downtime/{event_id}/reason")

@@ -140,3 +140,25 @@ def test_machine_view_draws_the_days_timeline_and_stops(board: Board, tenants: T
     assert page.get_by_role("status").inner_text() == "Reason saved."
     assert "die-change" in page.locator(".stops").inner_text()
     board.shot(page, "machine")
+
+
+def test_a_handover_is_logged_and_acknowledged_by_the_next_shift(board: Board) -> None:
+    lead = board.signed_in("a1_lead")
+    lead.goto("/board/handover")
+    assert lead.get_by_role("heading", name="Stops this shift").is_visible()
+    notes = "Press a1 runs slow after the die change; watch the feeder."
+    lead.get_by_label("Handover notes").fill(notes)
+    lead.get_by_role("button", name="Log handover").click()
+    lead.get_by_role("status").wait_for()
+    assert lead.get_by_role("status").inner_text() == "Handover logged."
+    mine = lead.locator(".handover", has_text=notes)
+    assert "Logged by you" in mine.inner_text()
+    assert mine.get_by_role("button", name="Acknowledge").count() == 0
+    board.shot(lead, "handover")
+    operator = board.signed_in("a1_operator")
+    operator.goto("/board/handover")
+    operator.locator(".handover", has_text=notes).get_by_role("button",
+                                                                name="Acknowledge").click()
+    operator.get_by_role("status").wait_for()
+    assert operator.get_by_role("status").inner_text() == "Handover acknowledged."
+    assert "Acknowledged" in operator.locator(".handover", has_text=notes).inner_text()

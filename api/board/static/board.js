@@ -60,7 +60,7 @@ function reloadWhenIdle() {
 
 function connect() {
   const page = document.body.dataset.page;
-  if (!page || page === "login") return;
+  if (!page || page === "login" || page === "error") return;
   const source = new EventSource("/board/events");
   const live = document.getElementById("live");
   const shown = (yes) => {
