@@ -24,12 +24,15 @@ STATE_LABELS = {"running": "Running", "idle": "Idle", "starved": "Starved",
 
 
 def duration(seconds: float) -> str:
-    s = int(seconds)
+    """How long, to the precision a glance needs (board.js writes the same)."""
+    s = max(0, int(seconds))
+    if s >= 2 * 86400:
+        return f"{s // 86400}d {s % 86400 // 3600}h"
     return f"{s // 3600}h {s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m {s % 60:02d}s"
 
 
 def percent(value: float | None) -> str:
-    return "-" if value is None else f"{value * 100:.0f} %"
+    return "no data" if value is None else f"{value * 100:.0f} %"
 
 
 def when(t: datetime | None, zone: ZoneInfo) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
+from api.board.render import STATE_LABELS
 from tests.board.conftest import Board, write_state
 from tests.fixtures.database import TestDatabase
 from tests.fixtures.tenants import Tenants
@@ -162,3 +163,31 @@ def test_a_handover_is_logged_and_acknowledged_by_the_next_shift(board: Board) -
     operator.get_by_role("status").wait_for()
     assert operator.get_by_role("status").inner_text() == "Handover acknowledged."
     assert "Acknowledged" in operator.locator(".handover", has_text=notes).inner_text()
+
+
+def _luminance(rgb: str) -> float:
+    """WCAG relative luminance of a computed colour "rgb(r, g, b)"."""
+    channels = [int(c) / 255 for c in rgb[rgb.index("(") + 1:rgb.index(")")].split(",")[:3]]
+    r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def test_every_field_is_labelled_and_every_state_colour_is_readable(board: Board,
+                                                                   tenants: Tenants) -> None:
+    page = board.signed_in("a1_lead")
+    machine = f"/board/machines/{tenants.a.machines['a1']}?day=2026-01-05"
+    for path in ("/board", machine, "/board/tasks", "/board/handover"):
+        page.goto(path)
+        unlabelled = page.evaluate("""() => [...document.querySelectorAll(
+            'input:not([type=hidden]), select, textarea')]
+            .filter(e => !e.labels.length && !e.getAttribute('aria-label')).map(e => e.name)""")
+        assert unlabelled == [], (path, unlabelled)
+    # Each state's text on its colour, as the stylesheet draws a tile: WCAG AA (4.5:1).
+    pairs = page.evaluate("""states => states.map(s => {
+        const e = document.createElement('div'); e.className = 'tile state-' + s;
+        document.body.append(e); const c = getComputedStyle(e);
+        return [s, c.color, c.backgroundColor]; })""", list(STATE_LABELS))
+    for state, fg, bg in pairs:
+        light, dark = sorted((_luminance(fg), _luminance(bg)), reverse=True)
+        ratio = (light + 0.05) / (dark + 0.05)
+        assert ratio >= 4.5, f"{state}: {fg} on {bg} is {ratio:.2f}:1"

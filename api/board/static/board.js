@@ -8,6 +8,7 @@ const LABELS = {running: "Running", idle: "Idle", starved: "Starved", blocked: "
 function duration(seconds) {
   const s = Math.max(0, Math.floor(seconds));
   const pad = (n) => String(n).padStart(2, "0");
+  if (s >= 2 * 86400) return `${Math.floor(s / 86400)}d ${Math.floor(s % 86400 / 3600)}h`;
   return s >= 3600 ? `${Math.floor(s / 3600)}h ${pad(Math.floor(s % 3600 / 60))}m`
                    : `${Math.floor(s / 60)}m ${pad(s % 60)}s`;
 }
