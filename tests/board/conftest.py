@@ -85,6 +85,12 @@ class Board:
         page.wait_for_url("**/board")
         return page
 
+    @staticmethod
+    def overflow(page: object) -> int:
+        """Pixels of horizontal scroll the page needs (0 when it fits its viewport)."""
+        return page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth")
+
     def shot(self, page: object, name: str) -> None:
         page.screenshot(path=str(self.shots / f"{name}.png"), full_page=True)
 

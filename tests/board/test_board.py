@@ -108,8 +108,7 @@ def test_every_page_fits_360_px_without_horizontal_scroll(board: Board,
     for name, path in (("plant", "/board"), ("machine", machine), ("tasks", "/board/tasks"),
                        ("handover", "/board/handover")):
         page.goto(path)
-        overflow = page.evaluate(
-            "document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        overflow = board.overflow(page)
         assert overflow <= 0, f"{name}: {overflow} px of horizontal scroll at 360 px"
         board.shot(page, f"{name}-360px")
 

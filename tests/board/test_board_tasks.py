@@ -127,6 +127,12 @@ def test_tasks_without_a_schedule_show_where_they_came_from_and_are_worked(
     assert stop.inner_text() == (f"stop fault E-17 from {local(raised.stop[0])} "
                                  f"to {local(raised.stop[1])}")
     board.shot(page, "tasks-condition-and-corrective")
+    phone = board.signed_in("a1_tech", width=360, height=740)
+    for name, path in (("tasks-cards", "/board/tasks"),
+                       ("machine-tasks", f"/board/machines/{raised.machine}")):
+        phone.goto(path)
+        assert board.overflow(phone) <= 0, f"{name}: wider than 360 px"
+        board.shot(phone, f"{name}-360px")
 
     # The evidence opens the machine's day at the stop; the tasks are worked right there.
     stop.click()
