@@ -23,7 +23,6 @@ from core.models import Machine, Plant, PmSchedule, PmTask
 from core.tokens import Caller
 
 ALL = Page(limit=500, cursor=None)
-UTC_ZONE = ZoneInfo("UTC")
 
 
 @dataclass
@@ -42,13 +41,14 @@ class Zones:
         """The zone of these plants' times, for the page to say: one name when they share it,
         else each plant's."""
         ids = sorted({p for p in plant_ids if p in self.plants}, key=lambda p: self.plants[p].code)
-        zones = {self.of(p).key for p in ids} or {self.default.key}
-        if len(zones) == 1:
-            return zones.pop()
+        keys = {self.of(p).key for p in ids} or {self.default.key}
+        if len(keys) == 1:
+            return keys.pop()
         return ", ".join(f"{self.plants[p].name} {self.of(p).key}" for p in ids)
 
 
 def zones(session: Session, *, caller: Caller) -> Zones:
+    """The zones of the plants the caller may see (row-level security picks them)."""
     plants = {p.id: p for p in session.scalars(select(Plant))}
     own = plants.get(caller.plant_id) if caller.plant_id else None
     distinct = {p.timezone for p in plants.values()}
