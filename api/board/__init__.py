@@ -10,11 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import RedirectResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
 
 from api.board import actions, pages
 from api.board.auth import SignIn
+from api.board.render import page
+from api.problems import ApiError
 
 
 def install(app: FastAPI) -> None:
@@ -27,3 +31,22 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(SignIn)
     def sign_in(request: Request, exc: SignIn) -> RedirectResponse:
         return RedirectResponse("/board/login", status_code=303)
+
+    # A board page that is not there (another plant's machine, a mistyped address) is a page
+    # saying so, not the API's problem document; everything else keeps the API's handlers.
+    for error, status in ((ApiError, "status"), (HTTPException, "status_code"),
+                          (RequestValidationError, None)):
+        _page_for_board(app, error, status)
+
+
+def _page_for_board(app: FastAPI, error: type[Exception], status: str | None) -> None:
+    api_handler = app.exception_handlers[error]
+
+    async def handler(request: Request, exc: Exception) -> Response:
+        if request.method != "GET" or not request.url.path.startswith("/board"):
+            return await api_handler(request, exc)
+        code = getattr(exc, status, 404) if status else 404
+        return page(request, "error.html", None, status_code=code, code=code,
+                    detail=getattr(exc, "detail", None) if code != 404 else None)
+
+    app.add_exception_handler(error, handler)

@@ -23,7 +23,18 @@ router = APIRouter(prefix="/board", include_in_schema=False)
 
 
 def _back(to: str, notice: str) -> RedirectResponse:
-    return RedirectResponse(f"{to}?notice={quote(notice)}", status_code=303)
+    sep = "&" if "?" in to else "?"
+    return RedirectResponse(f"{to}{sep}notice={quote(notice)}", status_code=303)
+
+
+def _page_of(fields: dict[str, str], default: str) -> str:
+    """The board page a form came from (its `back` field), to return to: a path of the board
+    only, never another site's address."""
+    back = fields.get("back", "").split("#")[0]
+    path, _, query = back.partition("?")
+    ok = path.startswith("/board/") and "//" not in path and "\\" not in path
+    kept = "&".join(p for p in query.split("&") if p.startswith("day="))  # not an old notice
+    return (f"{path}?{kept}" if kept else path) if ok and back.isprintable() else default
 
 
 def _attempt(caller: Caller, allowed: tuple[str, ...], to: str,
@@ -44,13 +55,30 @@ TASK_ACTIONS = {"acknowledge": "acknowledged", "start": "started", "complete": "
                 "skip": "skipped"}
 
 
+@router.post("/tasks/{task_id}/checklist")
+def tick_checklist(session: BoardSession, caller: BoardCaller, fields: Form,
+                   task_id: uuid.UUID) -> RedirectResponse:
+    """Tick (`done=yes`) or untick checklist item `index` of an open task, at the version the
+    page showed. (Declared before the lifecycle steps' route, which would take its path.)"""
+    to = _page_of(fields, "/board/tasks")
+    index = fields.get("index", "")
+    if not index.isdigit():
+        return _back(to, "Not done: the checklist item (index) must be a whole number")
+    done = fields.get("done") == "yes"
+    return _attempt(caller, roles.TECHNICIANS, to, "Ticked." if done else "Unticked.",
+                    lambda: maintenance.tick_item(session, task_id=task_id, index=int(index),
+                                                  done=done,
+                                                  if_match=fields.get("version") or None))
+
+
 @router.post("/tasks/{task_id}/{action}")
 def task_action(session: BoardSession, caller: BoardCaller, fields: Form, task_id: uuid.UUID,
                 action: str) -> RedirectResponse:
     """Acknowledge, start, complete (with the meter reading) or skip (with a reason). The
     form's `version` is the If-Match: a task changed since the page was drawn is refused."""
+    to = _page_of(fields, "/board/tasks")
     if action not in TASK_ACTIONS:
-        return _back("/board/tasks", f"Not done: unknown action {action}")
+        return _back(to, f"Not done: unknown action {action}")
     values: dict[str, Any] = {}
     if action == "complete":
         meter = fields.get("meter_reading", "").strip()
@@ -58,14 +86,13 @@ def task_action(session: BoardSession, caller: BoardCaller, fields: Form, task_i
             values = {"meter": float(meter) if meter else None,
                       "notes": fields.get("notes", "")[:8000]}
         except ValueError:
-            return _back("/board/tasks", "Not done: the meter reading must be a number")
+            return _back(to, "Not done: the meter reading must be a number")
     elif action == "skip":
         reason = fields.get("reason", "").strip()
         if not reason:
-            return _back("/board/tasks", "Not done: give a reason to skip a task")
+            return _back(to, "Not done: give a reason to skip a task")
         values = {"reason": reason[:2000]}
-    return _attempt(caller, roles.TECHNICIANS, "/board/tasks",
-                    f"Task {TASK_ACTIONS[action]}.",
+    return _attempt(caller, roles.TECHNICIANS, to, f"Task {TASK_ACTIONS[action]}.",
                     lambda: maintenance.act(session, task_id=task_id, action=action,
                                             if_match=fields.get("version") or None,
                                             **values))
@@ -75,7 +102,7 @@ def task_action(session: BoardSession, caller: BoardCaller, fields: Form, task_i
 def stop_reason(session: BoardSession, caller: BoardCaller, fields: Form,
                 event_id: uuid.UUID) -> RedirectResponse:
     """Set a stop's reason and comment (operators, maintenance, admins)."""
-    to = f"/board/machines/{fields.get('machine_id', '')}"
+    to = _page_of(fields, "/board")
     code = fields.get("reason_code", "").strip()
     if not code or len(code) > 64 or any(c in code for c in "\"'") or not code.isprintable():
         return _back(to, "Not done: a reason code is 1 to 64 printable characters, no quotes")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
@@ -12,6 +12,7 @@ from api.board import views
 from api.board.auth import COOKIE, BoardCaller, BoardSession, Form
 from api.board.render import page
 from api.deps import caller_of
+from api.repositories import maintenance
 from api.stream import stream_response
 
 router = APIRouter(prefix="/board", include_in_schema=False)
@@ -46,38 +47,51 @@ def logout(request: Request, caller: BoardCaller, fields: Form) -> Response:
 @router.get("", response_class=HTMLResponse)
 def plant(request: Request, caller: BoardCaller, session: BoardSession,
           line: str = "", kind: str = "") -> HTMLResponse:
-    tiles = views.tiles(session, now=datetime.now(UTC))
+    zones = views.zones(session, caller=caller)
+    tiles = views.tiles(session, now=datetime.now(UTC), zones=zones)
     lines = sorted({t.line for t in tiles if t.line})
     kinds = sorted({t.machine.kind for t in tiles if t.machine.kind})
     shown = [t for t in tiles if (not line or t.line == line)
              and (not kind or t.machine.kind == kind)]
     return page(request, "plant.html", caller, tiles=shown, lines=lines, kinds=kinds,
-                line=line, kind=kind)
+                line=line, kind=kind, zones=zones,
+                zone_named=zones.named(t.machine.plant_id for t in tiles))
 
 
 @router.get("/machines/{machine_id}", response_class=HTMLResponse)
 def machine(request: Request, caller: BoardCaller, session: BoardSession,
             machine_id: uuid.UUID, day: str = "") -> HTMLResponse:
     try:
-        at = datetime.fromisoformat(day).replace(tzinfo=UTC) if day else datetime.now(UTC)
+        chosen = date.fromisoformat(day) if day else None
     except ValueError:
-        at = datetime.now(UTC)
-    info = views.machine_day(session, machine_id=machine_id, day=at)
+        chosen = None  # a mistyped day shows today
+    info = views.machine_day(session, machine_id=machine_id, day=chosen, now=datetime.now(UTC),
+                             zones=views.zones(session, caller=caller))
     return page(request, "machine.html", caller, m=info,
-                previous=(info.start - timedelta(days=1)).date().isoformat(),
-                following=(info.start + timedelta(days=1)).date().isoformat())
+                previous=(info.day - timedelta(days=1)).isoformat(),
+                following=(info.day + timedelta(days=1)).isoformat())
 
 
 @router.get("/tasks", response_class=HTMLResponse)
 def tasks(request: Request, caller: BoardCaller, session: BoardSession) -> HTMLResponse:
-    return page(request, "tasks.html", caller, tasks=views.my_tasks(session, caller=caller))
+    zones = views.zones(session, caller=caller)
+    tasks = views.my_tasks(session, caller=caller, zones=zones)
+    rows = tasks.mine + tasks.unassigned + tasks.done
+    return page(request, "tasks.html", caller, tasks=tasks, zones=zones,
+                zone_named=zones.named(r.machine.plant_id for r in rows))
 
 
 @router.get("/handover", response_class=HTMLResponse)
 def handover(request: Request, caller: BoardCaller, session: BoardSession) -> HTMLResponse:
     summary = views.current_shift(session, now=datetime.now(UTC))
     logged = [] if summary is None else views.handovers(session, shift_id=summary.shift.id)
-    return page(request, "handover.html", caller, summary=summary, handovers=logged)
+    zones = views.zones(session, caller=caller)
+    zone = zones.of(summary.shift.plant_id if summary else None)
+    rows = views.TaskRows(session, zones)
+    open_tasks = [] if summary is None else [
+        rows.row(maintenance.get_task(session, task_id=t.id)) for t in summary.open_tasks]
+    return page(request, "handover.html", caller, summary=summary, handovers=logged, zone=zone,
+                open_tasks=open_tasks)
 
 
 @router.get("/events")

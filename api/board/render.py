@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -23,19 +24,32 @@ STATE_LABELS = {"running": "Running", "idle": "Idle", "starved": "Starved",
 
 
 def duration(seconds: float) -> str:
-    s = int(seconds)
+    """How long, to the precision a glance needs (board.js writes the same)."""
+    s = max(0, int(seconds))
+    if s >= 2 * 86400:
+        return f"{s // 86400}d {s % 86400 // 3600}h"
     return f"{s // 3600}h {s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m {s % 60:02d}s"
 
 
 def percent(value: float | None) -> str:
-    return "-" if value is None else f"{value * 100:.0f} %"
+    return "no data" if value is None else f"{value * 100:.0f} %"
 
 
-def when(t: datetime | None) -> str:
-    return "" if t is None else t.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+def when(t: datetime | None, zone: ZoneInfo) -> str:
+    """A time in the zone of the plant it belongs to, with the zone's abbreviation."""
+    return "" if t is None else t.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
 
 
-templates.env.filters.update(duration=duration, percent=percent, when=when, version=version_of)
+def clock(t: datetime, zone: ZoneInfo) -> str:
+    """A time of today (in `zone`) as its hour and minute, else as `when` has it: the tile's
+    "stop since" (the page's script writes new ones the same way)."""
+    local = t.astimezone(zone)
+    same_day = local.date() == datetime.now(UTC).astimezone(zone).date()
+    return local.strftime("%H:%M") if same_day else when(t, zone)
+
+
+templates.env.filters.update(duration=duration, percent=percent, when=when, clock=clock,
+                             version=version_of)
 templates.env.globals.update(STATE_LABELS=STATE_LABELS)
 
 

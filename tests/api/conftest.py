@@ -36,6 +36,7 @@ USERS: dict[str, tuple[str, str | None, list[str]]] = {
     "a1_tech": ("a", "a1", ["maintenance"]),
     "a1_tech2": ("a", "a1", ["maintenance"]),
     "a1_viewer": ("a", "a1", ["viewer"]),
+    "a2_tech": ("a", "a2", ["maintenance"]),
     "b_admin": ("b", None, ["org_admin"]),
 }
 

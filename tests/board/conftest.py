@@ -1,6 +1,7 @@
 """The board under test: `mes api` as a real process (tests/api/conftest.py) driven by Debian's
 chromium through Playwright, never a browser Playwright downloads. Screenshots of each page go
-to the run's temporary directory (printed), not into the repository."""
+to build/board-screenshots/ (git-ignored, emptied at the start of each run, printed at the end)
+for a person to look at."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from tests.api.conftest import Api, api, api_users  # noqa: F401  (fixtures used
 from tests.fixtures.database import TestDatabase
 from tests.fixtures.services import ON_CI
 from tests.fixtures.tenants import Org
+
+SHOTS = Path(__file__).resolve().parents[2] / "build" / "board-screenshots"
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -82,6 +85,12 @@ class Board:
         page.wait_for_url("**/board")
         return page
 
+    @staticmethod
+    def overflow(page: object) -> int:
+        """Pixels of horizontal scroll the page needs (0 when it fits its viewport)."""
+        return page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth")
+
     def shot(self, page: object, name: str) -> None:
         page.screenshot(path=str(self.shots / f"{name}.png"), full_page=True)
 
@@ -90,17 +99,22 @@ class Board:
             context.close()
 
 
+@pytest.fixture(scope="session")
+def shots() -> Iterator[Path]:
+    """This run's screenshot folder, emptied first so that it shows this run only."""
+    shutil.rmtree(SHOTS, ignore_errors=True)
+    SHOTS.mkdir(parents=True)
+    yield SHOTS
+    print(f"\nboard screenshots: {SHOTS}")
+
+
 @pytest.fixture
-def board(api: Api, chromium: object,  # noqa: F811  (the imported fixture)
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Board]:
-    shots = tmp_path_factory.getbasetemp() / "board-screenshots"
-    shots.mkdir(exist_ok=True)
+def board(api: Api, chromium: object, shots: Path) -> Iterator[Board]:  # noqa: F811
     b = Board(api, chromium, shots)
     try:
         yield b
     finally:
         b.close()
-        print(f"board screenshots: {shots}")
 
 
 def write_state(database: TestDatabase, org: Org, plant_code: str, ts: datetime,

@@ -8,6 +8,7 @@ const LABELS = {running: "Running", idle: "Idle", starved: "Starved", blocked: "
 function duration(seconds) {
   const s = Math.max(0, Math.floor(seconds));
   const pad = (n) => String(n).padStart(2, "0");
+  if (s >= 2 * 86400) return `${Math.floor(s / 86400)}d ${Math.floor(s % 86400 / 3600)}h`;
   return s >= 3600 ? `${Math.floor(s / 3600)}h ${pad(Math.floor(s % 3600 / 60))}m`
                    : `${Math.floor(s / 60)}m ${pad(s % 60)}s`;
 }
@@ -31,12 +32,18 @@ function onState(e) {
   tick();
 }
 
+// A stop's start as the page draws it: hour and minute in the plant's zone (the tile's).
+function clock(iso, zone) {
+  return new Intl.DateTimeFormat("en-GB", {timeZone: zone, hour: "2-digit", minute: "2-digit",
+    hourCycle: "h23"}).format(new Date(iso));
+}
+
 function onStop(e) {
   const d = JSON.parse(e.data);
   const tile = document.querySelector(`.tile[data-machine="${d.machine_id}"]`);
   if (!tile) return;
-  tile.querySelector("[data-field=stop]").textContent =
-    d.ended_at ? "" : `Stop since ${d.started_at}: ${d.reason_code || "no reason yet"}`;
+  tile.querySelector("[data-field=stop]").textContent = d.ended_at ? ""
+    : `Stop since ${clock(d.started_at, tile.dataset.zone)}: ${d.reason_code || "no reason yet"}`;
 }
 
 // Pages whose content is a list of tasks or stops redraw when those change, unless the user
@@ -54,8 +61,15 @@ function reloadWhenIdle() {
 
 function connect() {
   const page = document.body.dataset.page;
-  if (!page || page === "login") return;
+  if (!page || page === "login" || page === "error") return;
   const source = new EventSource("/board/events");
+  const live = document.getElementById("live");
+  const shown = (yes) => {
+    document.body.dataset.live = yes ? "yes" : "no";
+    if (live) live.textContent = yes ? "Live" : "Reconnecting…";
+  };
+  source.addEventListener("open", () => shown(true));
+  source.addEventListener("error", () => shown(false));
   if (page === "plant") {
     source.addEventListener("state", onState);
     source.addEventListener("downtime", onStop);
