@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
@@ -16,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from api import board, observe, problems, stream
-from api.routers import machines, maintenance, production, quality, shifts
+from api.routers import PREFIX, machines, maintenance, production, quality, shifts
 from api.settings import ApiSettings
 from core.db import make_engine, make_sessions
 
@@ -56,6 +57,14 @@ def create_app(settings: ApiSettings) -> FastAPI:
     for module in (machines, production, quality, shifts, maintenance, stream):
         app.include_router(module.router)
     board.install(app)
+
+    def openapi() -> dict[str, Any]:
+        # Built once, as FastAPI does, with the problem documents every operation can answer.
+        if app.openapi_schema is None:
+            app.openapi_schema = problems.document(FastAPI.openapi(app), PREFIX)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/health", include_in_schema=False)
     def health() -> JSONResponse:
