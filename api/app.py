@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from api import board, observe, problems, stream
-from api.routers import PREFIX, machines, maintenance, production, quality, shifts
+from api.routers import PREFIX, dead_letters, machines, maintenance, production, quality, shifts
 from api.settings import ApiSettings
 from core.db import make_engine, make_sessions
 
@@ -54,7 +54,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.token_key = token_key
     problems.install(app)
     app.add_middleware(observe.Observe, metrics=metrics)
-    for module in (machines, production, quality, shifts, maintenance, stream):
+    for module in (machines, production, quality, shifts, maintenance, dead_letters, stream):
         app.include_router(module.router)
     board.install(app)
 

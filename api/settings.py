@@ -5,9 +5,10 @@ Environment: `MES_API__PORT`, `MES_TOKENS__SECRET`, ...; file: `[api]`, `[tokens
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from core.config_model import StrictModel
+from core.intake.validator import Limits
 from core.settings import Settings
 from core.tokens import TokenSettings
 
@@ -26,8 +27,18 @@ class ApiOptions(StrictModel):
     board_session_h: float = Field(default=12, gt=0)
 
 
+class IngestLimits(Limits):
+    """The ingest's message limits, which a dead-letter replay checks again: read from the
+    ingest's own keys (`ingest.max_past_s`, `MES_INGEST__MAX_PAST_S`, ...), its other keys
+    ignored, so that one configuration serves both services."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
 class ApiSettings(Settings):
-    """Everything `mes api` reads: database and log (core.settings), api, tokens."""
+    """Everything `mes api` reads: database and log (core.settings), api, tokens, and the
+    ingest's message limits (for replays)."""
 
     api: ApiOptions = Field(default_factory=ApiOptions)
     tokens: TokenSettings = Field(default_factory=TokenSettings)
+    ingest: IngestLimits = Field(default_factory=IngestLimits)

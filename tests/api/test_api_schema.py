@@ -61,7 +61,7 @@ def _half(value: Any) -> bool:
 def test_no_5xx_and_every_answer_as_documented(case: Any, api: Api,
                                                 seeded_ids: dict[str, uuid.UUID]) -> None:
     if case.operation.path == "/v1/stream":
-        pytest.skip("a stream that opens never ends: test_api_flows reads it")
+        pytest.skip("a stream that opens never ends: tests/board/test_stream.py reads it")
     # Half the time an id names a real object in the caller's scope, so that generated
     # bodies and queries reach the repositories and the database, not only the 404.
     for name in list(case.path_parameters or {}):
