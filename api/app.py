@@ -17,6 +17,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from api import board, observe, problems, stream
+from api.admission import Admission
+from api.ratelimit import RateLimiter
 from api.routers import PREFIX, dead_letters, machines, maintenance, production, quality, shifts
 from api.settings import ApiSettings
 from core.db import make_engine, make_sessions
@@ -52,7 +54,11 @@ def create_app(settings: ApiSettings) -> FastAPI:
                   lifespan=lifespan)
     app.state.settings = settings
     app.state.token_key = token_key
+    app.state.rate_limiter = RateLimiter(settings.api.rate_limit_per_s,
+                                         settings.api.rate_limit_burst)
     problems.install(app)
+    # Observe outermost: the time a request waits for admission is part of its latency.
+    app.add_middleware(Admission, slots=settings.api.pool_size)
     app.add_middleware(observe.Observe, metrics=metrics)
     for module in (machines, production, quality, shifts, maintenance, dead_letters, stream):
         app.include_router(module.router)

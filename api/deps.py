@@ -40,8 +40,10 @@ def authenticate(
 
 def caller_of(request: Request, token: str) -> Caller | None:
     """Who `token` speaks for (None: nobody), noted for the access log. The board's cookie
-    holds the same token, so both ways in resolve it here."""
+    holds the same token, so both ways in resolve it here, after the token's rate limit
+    (api.ratelimit: 429 when it is spent)."""
     state = request.app.state
+    state.rate_limiter.check(token)
     with state.engine.connect() as conn:
         caller = resolve_token(conn.connection.driver_connection, token, state.token_key)
         conn.rollback()

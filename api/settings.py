@@ -21,6 +21,10 @@ class ApiOptions(StrictModel):
     page_size_default: int = Field(default=50, ge=1)
     page_size_max: int = Field(default=500, ge=1)
     pool_size: int = Field(default=10, ge=1)
+    # Requests per API token: `rate_limit_burst` at once, `rate_limit_per_s` a second on
+    # average (api.ratelimit); 0 turns the limit off. A person's client stays far below.
+    rate_limit_per_s: float = Field(default=20, ge=0)
+    rate_limit_burst: int = Field(default=100, ge=1)
     # Bounds the live stream's wait between keep-alive comments (proxies close idle streams).
     stream_keepalive_s: float = Field(default=15, gt=0)
     # How long a board sign-in lasts (the cookie's Max-Age); the token's own expiry still rules.
