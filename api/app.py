@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
@@ -16,7 +17,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from api import board, observe, problems, stream
-from api.routers import machines, maintenance, production, quality, shifts
+from api.admission import Admission
+from api.ratelimit import RateLimiter
+from api.routers import PREFIX, dead_letters, machines, maintenance, production, quality, shifts
 from api.settings import ApiSettings
 from core.db import make_engine, make_sessions
 
@@ -51,11 +54,23 @@ def create_app(settings: ApiSettings) -> FastAPI:
                   lifespan=lifespan)
     app.state.settings = settings
     app.state.token_key = token_key
+    app.state.rate_limiter = RateLimiter(settings.api.rate_limit_per_s,
+                                         settings.api.rate_limit_burst)
     problems.install(app)
+    # Observe outermost: the time a request waits for admission is part of its latency.
+    app.add_middleware(Admission, slots=settings.api.pool_size)
     app.add_middleware(observe.Observe, metrics=metrics)
-    for module in (machines, production, quality, shifts, maintenance, stream):
+    for module in (machines, production, quality, shifts, maintenance, dead_letters, stream):
         app.include_router(module.router)
     board.install(app)
+
+    def openapi() -> dict[str, Any]:
+        # Built once, as FastAPI does, with the problem documents every operation can answer.
+        if app.openapi_schema is None:
+            app.openapi_schema = problems.document(FastAPI.openapi(app), PREFIX)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/health", include_in_schema=False)
     def health() -> JSONResponse:

@@ -1,12 +1,14 @@
 """What a route receives: the caller (`CurrentUser`), its unit of work (`SessionDep`), a page
 (`PageDep`), and the role check of a write (`requires`). Declared once, used by every router.
 
-Authentication resolves the bearer token through `mes.resolve_api_token` (core.tokens) on a
-connection of the application role, before any tenant is known. The unit of work then runs
-under the caller's organization, plant scope and user (`Caller.tenant()`), so row-level
-security confines every query and `created_by` / `updated_by` are the caller. It commits when
-the route returns and before the response is sent (`scope="function"`): a failed commit is an
-error response, never a 200 for something that did not happen.
+A request is one transaction on one connection of the application role: authentication
+resolves the bearer token through `mes.resolve_api_token` (core.tokens) at its start, before
+any tenant is known; the transaction then continues as the unit of work under the caller's
+organization, plant scope and user (`Caller.tenant()`), so row-level security confines every
+query and `created_by` / `updated_by` are the caller. (One connection, not one for the lookup
+and another for the work: half the round trips, `mes bench api`.) It commits when the route
+returns and before the response is sent (`scope="function"`): a failed commit is an error
+response, never a 200 for something that did not happen.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from api.problems import Forbidden, Unauthorized
-from core.tenancy import unit_of_work
+from core.tenancy import enter_tenant, unit_of_work
 from core.tokens import Caller, resolve_token
 
 bearer = HTTPBearer(auto_error=False, description="An API token made by `mes token create`.")
@@ -29,19 +31,33 @@ bearer = HTTPBearer(auto_error=False, description="An API token made by `mes tok
 def authenticate(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> Caller:
+) -> Iterator[Caller]:
+    """The bearer token's caller, found in the request's transaction, which then goes on under
+    the caller's tenant as the route's unit of work (`SessionDep`)."""
     if credentials is None:
         raise Unauthorized("send the header Authorization: Bearer <token>")
-    caller = caller_of(request, credentials.credentials)
-    if caller is None:
-        raise Unauthorized("the token is unknown, expired or revoked, or its user deactivated")
-    return caller
+    state = request.app.state
+    state.rate_limiter.check(credentials.credentials)
+    with state.sessions.begin() as session:
+        caller = resolve_token(session.connection().connection.driver_connection,
+                               credentials.credentials, state.token_key)
+        if caller is None:
+            raise Unauthorized("the token is unknown, expired or revoked, or its user deactivated")
+        request.state.user_id = caller.user_id
+        tenant = caller.tenant()
+        enter_tenant(session, tenant)
+        # What new rows are stamped with (api.repositories.base.add); reading needs nothing.
+        session.info["tenant"] = tenant
+        request.state.session = session
+        yield caller
 
 
 def caller_of(request: Request, token: str) -> Caller | None:
-    """Who `token` speaks for (None: nobody), noted for the access log. The board's cookie
-    holds the same token, so both ways in resolve it here."""
+    """Who `token` speaks for (None: nobody), noted for the access log, on a connection of its
+    own: the board's way in (its cookie holds the same token). After the token's rate limit
+    (api.ratelimit: 429 when it is spent), as in `authenticate`."""
     state = request.app.state
+    state.rate_limiter.check(token)
     with state.engine.connect() as conn:
         caller = resolve_token(conn.connection.driver_connection, token, state.token_key)
         conn.rollback()
@@ -50,19 +66,19 @@ def caller_of(request: Request, token: str) -> Caller | None:
     return caller
 
 
-CurrentUser = Annotated[Caller, Depends(authenticate)]
+CurrentUser = Annotated[Caller, Depends(authenticate, scope="function")]
 
 
-def unit(request: Request, caller: CurrentUser) -> Iterator[Session]:
-    yield from unit_for(request, caller)
+def unit(request: Request, caller: CurrentUser) -> Session:
+    """The transaction `authenticate` opened, under the caller's tenant by now."""
+    return request.state.session
 
 
 def unit_for(request: Request, caller: Caller) -> Iterator[Session]:
-    """The caller's unit of work (a dependency's body: the board's caller comes from a
-    cookie, the API's from the bearer header)."""
+    """The caller's unit of work (a dependency's body) for a caller already known: the
+    board's, from its cookie."""
     tenant = caller.tenant()
     with unit_of_work(request.app.state.sessions, tenant) as session:
-        # What new rows are stamped with (api.repositories.base.add); reading needs nothing.
         session.info["tenant"] = tenant
         yield session
 

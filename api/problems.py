@@ -90,11 +90,76 @@ def _field(loc: tuple[Any, ...]) -> str:
 _DATABASE_PROBLEMS: list[tuple[type[Exception], int, str, str]] = [
     (pg.UniqueViolation, 409, "Conflict", "an object with these values already exists"),
     (pg.ForeignKeyViolation, 422, "Unprocessable content", "a referenced object does not exist"),
+    (pg.NotNullViolation, 422, "Unprocessable content", "a required value is missing"),
     (pg.CheckViolation, 422, "Unprocessable content", "a value is out of its allowed range"),
     (pg.InsufficientPrivilege, 404, "Not found", "no such object in your scope"),
     (pg.SerializationFailure, 409, "Conflict", "a concurrent change won: retry"),
     (pg.LockNotAvailable, 409, "Conflict", "the object is being changed: retry"),
+    # Class 22 and the driver's own refusals: a value the column cannot hold (NUL in text,
+    # a number or time out of the type's range, text longer than the column).
+    (pg.DataError, 422, "Unprocessable content",
+     "a value cannot be stored: text without NUL characters, numbers and times within range"),
 ]
+
+
+# What each error status of an operation means, as the OpenAPI document says it.
+_ERRORS = {
+    400: "the body is not JSON text",
+    401: "no valid bearer token",
+    403: "the caller lacks the role",
+    404: "no such object in your scope (another tenant's objects do not exist for you)",
+    409: "the object's state does not allow this, or a concurrent change won",
+    412: "the object changed since the If-Match version",
+    422: "invalid input: `errors` names each field",
+    429: "too many requests for this token: wait Retry-After seconds",
+}
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"}, "title": {"type": "string"},
+        "status": {"type": "integer"}, "detail": {"type": "string"},
+        "errors": {"type": "array", "items": {
+            "type": "object", "required": ["field", "message"],
+            "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}},
+    },
+}
+
+
+def error_statuses(path: str, method: str, operation: dict[str, Any]) -> set[int]:
+    """The error statuses an operation of /v1 can answer: every one may be unauthenticated,
+    invalid or throttled; one naming an object may not find it; a write may conflict; one
+    taking If-Match may find the object changed; one with roles may refuse the caller."""
+    params = operation.get("parameters", [])
+    codes = {401, 422, 429} | {int(c) for c in operation.get("responses", {})
+                               if c.isdigit() and 400 <= int(c) < 500}
+    if "{" in path or any(p["name"] == "plant_id" and p["in"] == "query" for p in params):
+        codes.add(404)
+    if method != "get":
+        codes |= {404, 409}
+    if "requestBody" in operation:
+        codes.add(400)
+    if any(p["name"] == "if-match" and p["in"] == "header" for p in params):
+        codes.add(412)
+    return codes
+
+
+def document(spec: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """`spec` (an OpenAPI document) with the problem document of every error status each
+    operation under `prefix` can answer, in place of FastAPI's default 422 shape."""
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    schemas["Problem"] = PROBLEM_SCHEMA
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    content = {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, item in spec.get("paths", {}).items():
+        if not path.startswith(prefix):
+            continue
+        for method, operation in item.items():
+            responses = operation.setdefault("responses", {})
+            for code in sorted(error_statuses(path, method, operation)):
+                responses[str(code)] = {"description": _ERRORS[code], "content": content}
+    return spec
 
 
 def install(app: FastAPI) -> None:

@@ -5,9 +5,10 @@ Environment: `MES_API__PORT`, `MES_TOKENS__SECRET`, ...; file: `[api]`, `[tokens
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from core.config_model import StrictModel
+from core.intake.validator import Limits
 from core.settings import Settings
 from core.tokens import TokenSettings
 
@@ -20,14 +21,28 @@ class ApiOptions(StrictModel):
     page_size_default: int = Field(default=50, ge=1)
     page_size_max: int = Field(default=500, ge=1)
     pool_size: int = Field(default=10, ge=1)
+    # Requests per API token: `rate_limit_burst` at once, `rate_limit_per_s` a second on
+    # average (api.ratelimit); 0 turns the limit off. A person's client stays far below.
+    rate_limit_per_s: float = Field(default=20, ge=0)
+    rate_limit_burst: int = Field(default=100, ge=1)
     # Bounds the live stream's wait between keep-alive comments (proxies close idle streams).
     stream_keepalive_s: float = Field(default=15, gt=0)
     # How long a board sign-in lasts (the cookie's Max-Age); the token's own expiry still rules.
     board_session_h: float = Field(default=12, gt=0)
 
 
+class IngestLimits(Limits):
+    """The ingest's message limits, which a dead-letter replay checks again: read from the
+    ingest's own keys (`ingest.max_past_s`, `MES_INGEST__MAX_PAST_S`, ...), its other keys
+    ignored, so that one configuration serves both services."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
 class ApiSettings(Settings):
-    """Everything `mes api` reads: database and log (core.settings), api, tokens."""
+    """Everything `mes api` reads: database and log (core.settings), api, tokens, and the
+    ingest's message limits (for replays)."""
 
     api: ApiOptions = Field(default_factory=ApiOptions)
     tokens: TokenSettings = Field(default_factory=TokenSettings)
+    ingest: IngestLimits = Field(default_factory=IngestLimits)

@@ -52,5 +52,11 @@ def tenant_transaction(conn: psycopg.Connection, tenant: Tenant) -> Iterator[psy
 def unit_of_work(sessions: sessionmaker[Session], tenant: Tenant) -> Iterator[Session]:
     """A SQLAlchemy session in one transaction under `tenant`; commits on success."""
     with sessions.begin() as session:
-        session.connection().exec_driver_sql(SET_TENANT_SQL, tenant.params())
+        enter_tenant(session, tenant)
         yield session
+
+
+def enter_tenant(session: Session, tenant: Tenant) -> None:
+    """Put the session's transaction under `tenant` from here on (what unit_of_work does
+    first; for a transaction that had to learn its tenant inside it)."""
+    session.connection().exec_driver_sql(SET_TENANT_SQL, tenant.params())

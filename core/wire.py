@@ -110,7 +110,7 @@ class DeadLetterReason(StrEnum):
     BAD_KIND = "bad_kind"
     MALFORMED = "malformed"  # not JSON
     INVALID = "invalid"  # JSON, but not the schema: types, lengths, finite numbers, fields
-    # The ingest's checks of a well-formed message (ingest/validator.py).
+    # The ingest's checks of a well-formed message (core/intake/validator.py).
     PAYLOAD_TOO_LARGE = "payload_too_large"
     GATEWAY_MISMATCH = "gateway_mismatch"
     UNKNOWN_GATEWAY = "unknown_gateway"

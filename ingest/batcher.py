@@ -7,8 +7,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.intake.validator import Accepted
 from core.tenancy import Tenant
-from ingest.validator import Accepted
 
 
 @dataclass(slots=True)

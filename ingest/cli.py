@@ -151,12 +151,13 @@ def cmd_dead_letters_replay(args: argparse.Namespace) -> int:
     """Replay the chosen dead letters; 0 when every one named was replayed now, 1 otherwise
     (nothing matched, some still refused, or named ones unknown or already replayed), each
     case said in a line of its own."""
-    from ingest.replay import choose, replay
+    from core.intake.replay import choose, replay
 
     settings, conn = _owner(args)
     with conn:
         letters, unmatched = choose(conn, args.ids, args.reason)
-        outcomes = replay(settings, letters) if letters else []
+        outcomes = (replay(settings.database.application_url(), settings.ingest, letters)
+                    if letters else [])
         done = [i for i, ok, _ in outcomes if ok]
         if done:
             conn.execute("UPDATE mes.dead_letters SET replayed_at = %s WHERE id = ANY(%s)",

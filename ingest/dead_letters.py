@@ -6,8 +6,8 @@ import hashlib
 
 from psycopg_pool import ConnectionPool
 
+from core.intake.writer import Retrier
 from core.wire import DeadLetterReason
-from ingest.writer import Retrier
 
 RECORD = "SELECT mes.record_dead_letter(%s, %s, %s, %s, %s, %s, %s)"
 

@@ -22,6 +22,9 @@ from typing import Any
 
 from psycopg_pool import ConnectionPool
 
+from core.intake.registry import Registry
+from core.intake.validator import Accepted, NotOurs, Rejected, StatusSeen, Validator
+from core.intake.writer import BatchRefused, Retrier, Stopping, Writer
 from core.staging import TENANT_COLUMNS
 from core.tenancy import Tenant
 from core.wire import DeadLetterReason
@@ -29,10 +32,7 @@ from ingest.batcher import Batcher, InFlight, TenantBatch
 from ingest.consumer import Consumer, Received
 from ingest.dead_letters import DeadLetters
 from ingest.metrics import IngestMetrics, Outcome
-from ingest.registry import Registry
 from ingest.settings import IngestSettings
-from ingest.validator import Accepted, NotOurs, Rejected, StatusSeen, Validator
-from ingest.writer import BatchRefused, Retrier, Stopping, Writer
 
 log = logging.getLogger(__name__)
 # Where a staging row holds its machine's id (core.staging puts the tenant columns first).
@@ -232,7 +232,7 @@ class IngestService:
 
     def _commit(self, batch: TenantBatch) -> None:
         started = time.monotonic()
-        written = self._writer.write(batch)
+        written = self._writer.write(batch.tenant, batch.rows)
         now = time.monotonic()
         self.last_commit = now
         self.metrics.commit_seconds.observe(now - started)

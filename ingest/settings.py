@@ -9,7 +9,8 @@ import socket
 
 from pydantic import Field, model_validator
 
-from core.config_model import StrictModel, ordered
+from core.config_model import ordered
+from core.intake.validator import Limits
 from core.mqtt import MqttConnection
 from core.settings import Settings
 from ingest.maintenance.settings import MaintenanceOptions
@@ -51,13 +52,10 @@ class MqttSubscriberSettings(MqttConnection):
         return self.topic_filter
 
 
-class IngestOptions(StrictModel):
-    """Validation limits, batching, database retries and the status endpoint."""
+class IngestOptions(Limits):
+    """Validation limits (core.intake.validator.Limits), batching, database retries and the
+    status endpoint."""
 
-    # Set together with the broker's max_packet_size (config/mosquitto/mosquitto.conf).
-    max_payload_bytes: int = Field(default=1024 * 1024, ge=1024)
-    max_future_s: float = Field(default=300, ge=0)
-    max_past_s: float = Field(default=30 * 24 * 3600, gt=0)
     batch_rows: int = Field(default=20_000, ge=1)
     batch_age_ms: int = Field(default=200, ge=1)
     registry_ttl_s: float = Field(default=60, gt=0)

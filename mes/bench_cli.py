@@ -16,6 +16,7 @@ BENCHES = [
     ("edge", "mes.bench.edge"),
     ("ingest", "mes.bench.ingest"),
     ("maintenance", "mes.bench.maintenance"),
+    ("api", "mes.bench.api"),
 ]
 
 

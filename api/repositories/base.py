@@ -57,7 +57,12 @@ def add(session: Session, obj: M, *, plant_id: uuid.UUID | None = None) -> M:
 
 
 def change(session: Session, obj: M, values: dict[str, Any]) -> M:
-    """Set `values` on `obj` and write them (updated_at / updated_by by the database)."""
+    """Set `values` on `obj` and write them (updated_at / updated_by by the database). A null
+    for a column that must have a value is 422 naming the field, not a database error."""
+    columns = obj.__table__.columns
+    for name, value in values.items():
+        if value is None and name in columns and not columns[name].nullable:
+            raise Invalid(name, "may not be null: leave the field out to keep its value")
     for name, value in values.items():
         setattr(obj, name, value)
     session.flush()

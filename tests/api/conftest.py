@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,16 +106,27 @@ def api_env(database: TestDatabase) -> dict[str, str]:
             "MES_LOG__FORMAT": "json"}
 
 
-@pytest.fixture(scope="module")
-def api(database: TestDatabase, api_users: ApiUsers,
-        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+@contextmanager
+def running_api(database: TestDatabase, users: ApiUsers, log_dir: Path,
+                **settings: str) -> Iterator[Api]:
+    """`mes api` on a free port, with `settings` (MES_... variables) over api_env's."""
     port = free_port()
-    log_path = tmp_path_factory.mktemp("api") / "api.log"
+    log_path = log_dir / "api.log"
     child = Child(["api", "--host", LOOPBACK, "--port", str(port)], log_path,
-                  env=api_env(database))
+                  env={**api_env(database), **settings})
     try:
         if not wait_for_port(port, timeout=30):
             pytest.fail(f"mes api did not listen: {log_path.read_text()}")
-        yield Api(f"http://{LOOPBACK}:{port}", api_users, log_path)
+        yield Api(f"http://{LOOPBACK}:{port}", users, log_path)
     finally:
         child.stop()
+
+
+@pytest.fixture(scope="module")
+def api(database: TestDatabase, api_users: ApiUsers,
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    # Without the rate limit: these tests send bursts with one token on purpose
+    # (test_api_rate_limit.py runs one with it).
+    with running_api(database, api_users, tmp_path_factory.mktemp("api"),
+                     MES_API__RATE_LIMIT_PER_S="0") as running:
+        yield running

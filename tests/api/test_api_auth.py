@@ -102,3 +102,20 @@ def test_access_log_names_the_route_and_user_never_the_token(api: Api) -> None:
     for token in api.users.tokens.values():
         assert token not in log
         assert token.split("_", 2)[2] not in log
+
+
+def test_access_log_never_holds_a_cookie_or_a_query_string(api: Api) -> None:
+    import httpx
+
+    token = api.users.tokens["a_viewer"]
+    # The board's way in: the same token in its cookie.
+    httpx.get(api.base_url + "/board", cookies={"mes_board": token}, follow_redirects=False)
+    api.ok("a_admin", "GET", "/v1/machines",
+           params={"kind": "query-marker-7731"}, headers={"Cookie": "other=cookie-marker-5521"})
+    wait_until(lambda: str(api.users.ids["a_viewer"]) in api.log_path.read_text()
+               and '"route": "/board"' in api.log_path.read_text(), timeout=10,
+               what="the board request's access log line")
+    log = api.log_path.read_text()
+    for secret in (token, token.split("_", 2)[2], "cookie-marker-5521", "query-marker-7731",
+                   "mes_board"):
+        assert secret not in log

@@ -14,12 +14,10 @@ from collections.abc import Sequence
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from core.intake.registry import Registry
+from core.intake.validator import Accepted, Limits, NotOurs, Rejected, Validator
+from core.intake.writer import BatchRefused, Retrier, Writer
 from core.wire import DeadLetterReason
-from ingest.batcher import InFlight, TenantBatch
-from ingest.registry import Registry
-from ingest.settings import IngestSettings
-from ingest.validator import Accepted, NotOurs, Rejected, Validator
-from ingest.writer import BatchRefused, Retrier, Writer
 
 Letter = tuple[int, str, bytes, int]  # id, topic, payload, payload_size
 
@@ -58,14 +56,17 @@ def choose(conn: psycopg.Connection, ids: Sequence[int] | None, reason: str | No
     return [], [f"no dead letter has reason {reason}"]
 
 
-def replay(settings: IngestSettings, letters: Sequence[Letter]) -> list[tuple[int, bool, str]]:
-    """[(id, replayed?, what happened)] for (id, topic, payload, payload_size) letters."""
+def replay(app_url: str, limits: Limits, letters: Sequence[Letter]
+           ) -> list[tuple[int, bool, str]]:
+    """[(id, replayed?, what happened)] for (id, topic, payload, payload_size) letters, checked
+    against `limits` and written as the application role (`app_url`). Marking the replayed
+    ones is the caller's: the operator's command as the owner, the API through sql/0014."""
     stop = threading.Event()
-    # A replay is run by hand: it waits out a short hiccup, not an outage.
-    retry = Retrier(min(settings.ingest.retry_min_s, 2.0), 2.0, stop)
-    with ConnectionPool(settings.database.application_url(), min_size=1, max_size=2,
+    # A replay is asked for by a person: it waits out a short hiccup, not an outage.
+    retry = Retrier(0.2, 2.0, stop)
+    with ConnectionPool(app_url, min_size=1, max_size=2,
                         kwargs={"autocommit": True}, name="replay") as pool:
-        validator = Validator(Registry(pool, ttl_s=0.001, negative_ttl_s=0), settings.ingest)
+        validator = Validator(Registry(pool, ttl_s=0.001, negative_ttl_s=0), limits)
         writer = Writer(pool, retry)
         out = []
         for id_, topic, payload, size in letters:
@@ -82,11 +83,8 @@ def replay(settings: IngestSettings, letters: Sequence[Letter]) -> list[tuple[in
             if not isinstance(result, Accepted):
                 out.append((id_, True, "status message, nothing to write"))
                 continue
-            batch = TenantBatch(result.tenant)
-            batch.rows[result.staging_kind] = result.rows
-            batch.messages.append(InFlight(0, 0, len(payload), 0.0, accepted=result))
             try:
-                written = writer.write(batch)
+                written = writer.write(result.tenant, {result.staging_kind: result.rows})
             except BatchRefused as e:
                 out.append((id_, False, str(e)))
                 continue

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from core.backoff import Backoff
 from core.staging import write_staged
-from core.tenancy import tenant_transaction
-from ingest.batcher import TenantBatch
+from core.tenancy import Tenant, tenant_transaction
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -84,15 +83,18 @@ class Writer:
         self._pool = pool
         self._retry = retry
 
-    def write(self, batch: TenantBatch) -> dict[str, int]:
-        """Commit the batch; returns rows written per kind. Raises BatchRefused or Stopping."""
-        return self._retry(lambda: self._write_once(batch), "write batch")
+    def write(self, tenant: Tenant, rows: Mapping[str, Sequence[tuple[Any, ...]]]
+              ) -> dict[str, int]:
+        """Commit `rows` (by staging kind) under `tenant`; returns rows written per kind.
+        Raises BatchRefused or Stopping."""
+        return self._retry(lambda: self._write_once(tenant, rows), "write batch")
 
-    def _write_once(self, batch: TenantBatch) -> dict[str, int]:
+    def _write_once(self, tenant: Tenant, rows_of: Mapping[str, Sequence[tuple[Any, ...]]]
+                    ) -> dict[str, int]:
         written = {}
         try:
-            with self._pool.connection() as conn, tenant_transaction(conn, batch.tenant):
-                for kind, rows in batch.rows.items():
+            with self._pool.connection() as conn, tenant_transaction(conn, tenant):
+                for kind, rows in rows_of.items():
                     written[kind] = write_staged(conn, kind, rows)
         except psycopg.Error as e:
             if is_transient(e):

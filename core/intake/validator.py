@@ -19,6 +19,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import Field
+
+from core.config_model import StrictModel
+from core.intake.registry import MachineRef, Registry
 from core.staging import STAGING_OF
 from core.tenancy import Tenant
 from core.wire import (
@@ -32,8 +36,16 @@ from core.wire import (
     decode,
     decode_status,
 )
-from ingest.registry import MachineRef, Registry
-from ingest.settings import IngestOptions
+
+
+class Limits(StrictModel):
+    """What a message may be: its size, and how far its timestamps may lie from now. The
+    ingest's settings (`ingest.max_payload_bytes`, ...) and the API's replay read the same keys."""
+
+    # Set together with the broker's max_packet_size (config/mosquitto/mosquitto.conf).
+    max_payload_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_future_s: float = Field(default=300, ge=0)
+    max_past_s: float = Field(default=30 * 24 * 3600, gt=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +110,7 @@ class Validator:
     for the caller's retry) and takes its limits from `options`.
     """
 
-    def __init__(self, registry: Registry, options: IngestOptions) -> None:
+    def __init__(self, registry: Registry, options: Limits) -> None:
         self._registry = registry
         self._options = options
 
