@@ -22,7 +22,7 @@ from psycopg.types.json import Jsonb
 
 from core.maintenance.calendar import Calendar
 from ingest.maintenance.meters import Meters
-from ingest.maintenance.triggers import Draft, Last, Schedule, decide
+from ingest.maintenance.triggers import Draft, Last, Schedule, decide, meter_since
 
 _SCHEDULES = """
 SELECT s.id, s.name, s.trigger_kind, s.schedule_mode, s.anchor_at, s.anchor_meter,
@@ -131,6 +131,10 @@ def raise_due(conn: psycopg.Connection, targets: Sequence[Target], now: datetime
     lock_pairs(conn, "pm", [(t.schedule.id, t.machine_id) for t in targets])
     last = last_tasks(conn, targets)
     meters = Meters(conn, now)
+    needed = ((t, meter_since(t.schedule, last.get((t.schedule.id, t.machine_id))))
+              for t in targets)
+    meters.prefetch((t.machine_id, t.schedule.meter_kind, t.schedule.counter_tag, since)
+                    for t, since in needed if since is not None and t.schedule.meter_kind)
     raised = []
     for t in targets:
         s = t.schedule

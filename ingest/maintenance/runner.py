@@ -1,8 +1,10 @@
 """When the engine evaluates, and delivery after each evaluation.
 
 - After each batch the ingest committed: `on_commit(tenant, machines)` (the ingest's commit
-  observer) only records the machines, coalesced per tenant, and wakes the runner's thread;
-  the writer thread never waits for the engine, and the engine reads what was committed.
+  observer) only records the machines, coalesced per tenant, and wakes the runner's thread,
+  which evaluates them at most once per `batch_interval_s` (machines of several commits in
+  one evaluation); the writer thread never waits for the engine, and the engine reads what
+  was committed.
 - Calendar: an apscheduler job per plant fires at the plant's next calendar due time (less
   lead) and is planned again after every run; the plan is rebuilt from the database at start
   and at every sweep, so a schedule added or changed is picked up within `sweep_s`.
@@ -16,7 +18,9 @@ whoever runs it (raising.py), MQTT events are claimed with SKIP LOCKED and webho
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -134,9 +138,17 @@ class EngineRunner:
             self._plan_calendar(plant)
 
     def _batches(self) -> None:
+        last = -math.inf
         while not self._stop.is_set():
             self._wake.wait()
+            # Coalesce: commits within `batch_interval_s` of the last evaluation wait for the
+            # next one, so a backlog's many commits (each touching most machines) cost one
+            # evaluation per interval instead of one each, and leave the CPU to the writer.
+            pause = last + self.options.batch_interval_s - time.monotonic()
+            if pause > 0 and self._stop.wait(pause):
+                break
             self._wake.clear()
+            last = time.monotonic()
             with self._lock:
                 pending, self._pending = self._pending, {}
             for tenant, machines in pending.items():

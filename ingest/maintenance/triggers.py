@@ -190,6 +190,20 @@ def next_calendar_at(s: Schedule, last: Last | None) -> datetime | None:
     return due - s.lead_time
 
 
+def meter_since(s: Schedule, last: Last | None) -> datetime | None:
+    """From when `decide` reads the meter of `s` given `last` (None: it reads none), so that
+    the caller can read every schedule's meter at once before deciding."""
+    if s.meter_kind is None:
+        return None
+    if s.trigger_kind == "combined":
+        base = _combined_base(s, last)
+    elif s.mode == "floating":
+        base = _base(s, last)
+    else:
+        return s.anchor_at
+    return None if base is None else base[0]
+
+
 def _combined(s: Schedule, last: Last | None, now: datetime, meter: Meter) -> list[Draft]:
     assert s.calendar is not None and s.interval is not None
     base = _combined_base(s, last)
