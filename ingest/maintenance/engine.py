@@ -18,6 +18,7 @@ from psycopg_pool import ConnectionPool
 
 from core.tenancy import Tenant, tenant_transaction
 from ingest.maintenance import conditions, corrective
+from ingest.maintenance.meters import Checkpoint, Key
 from ingest.maintenance.raising import last_tasks, load_targets, raise_due
 from ingest.maintenance.triggers import next_calendar_at
 
@@ -52,6 +53,9 @@ class MaintenanceEngine:
 
     def __init__(self, pool: ConnectionPool, clock: Clock = utc_now) -> None:
         self.pool, self.clock = pool, clock
+        # Meter checkpoints per tenant (meters.py): the evaluations after commits read only
+        # rows after them; each sweep reads from scratch and replaces them.
+        self._checkpoints: dict[Tenant, dict[Key, Checkpoint]] = {}
 
     def plants(self) -> list[Plant]:
         """Every active plant (through the narrow lookup mes.maintenance_plants())."""
@@ -64,7 +68,8 @@ class MaintenanceEngine:
         corrective rules; returns the ids of the tasks raised."""
         now = self.clock()
         with self.pool.connection() as conn, tenant_transaction(conn, tenant):
-            raised = raise_due(conn, load_targets(conn, list(machines), METER_KINDS), now)
+            raised = raise_due(conn, load_targets(conn, list(machines), METER_KINDS), now,
+                               self._checkpoints.setdefault(tenant, {}))
             raised += conditions.evaluate(conn, list(machines), now)
             raised += corrective.evaluate(conn, list(machines), now)
         return raised
@@ -73,15 +78,18 @@ class MaintenanceEngine:
         """Calendar (and combined) schedules of the tenant."""
         now = self.clock()
         with self.pool.connection() as conn, tenant_transaction(conn, tenant):
-            return raise_due(conn, load_targets(conn, None, CALENDAR_KINDS), now)
+            return raise_due(conn, load_targets(conn, None, CALENDAR_KINDS), now,
+                             self._checkpoints.setdefault(tenant, {}))
 
     def sweep(self, tenant: Tenant) -> list[uuid.UUID]:
         """Every schedule and rule of the tenant, whatever its machines landed lately."""
         now = self.clock()
+        checkpoints: dict[Key, Checkpoint] = {}
         with self.pool.connection() as conn, tenant_transaction(conn, tenant):
-            raised = raise_due(conn, load_targets(conn, None, None), now)
+            raised = raise_due(conn, load_targets(conn, None, None), now, checkpoints)
             raised += conditions.evaluate(conn, None, now)
             raised += corrective.evaluate(conn, None, now)
+        self._checkpoints[tenant] = checkpoints
         return raised
 
     def next_calendar_at(self, tenant: Tenant) -> datetime | None:

@@ -10,8 +10,9 @@ task). A crash between deciding and committing leaves nothing: the next run deci
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,14 +22,14 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from core.maintenance.calendar import Calendar
-from ingest.maintenance.meters import Meters
+from ingest.maintenance.meters import Checkpoint, Key, Meters
 from ingest.maintenance.triggers import Draft, Last, Schedule, decide, meter_since
 
 _SCHEDULES = """
 SELECT s.id, s.name, s.trigger_kind, s.schedule_mode, s.anchor_at, s.anchor_meter,
        s.calendar_every, s.calendar_unit, s.cron, s.lead_time, s.interval_value, s.lead_value,
        s.meter_kind, s.counter_tag, s.tolerance_pct, s.catch_up,
-       s.checklist, s.priority, s.estimated_minutes, s.default_assignee_id,
+       s.checklist::text, s.priority, s.estimated_minutes, s.default_assignee_id,
        m.id, m.organization_id, m.plant_id, coalesce(p.timezone, 'UTC')
 FROM mes.pm_schedules s
 JOIN mes.machines m ON m.organization_id = s.organization_id
@@ -70,7 +71,7 @@ class Target:
     machine_id: uuid.UUID
     organization_id: uuid.UUID
     plant_id: uuid.UUID | None
-    checklist: list[Any]
+    checklist: str  # the schedule's template as JSON text, parsed only to raise a task
     priority: str
     estimated_minutes: int | None
     assignee_id: uuid.UUID | None
@@ -122,15 +123,16 @@ def last_tasks(conn: psycopg.Connection, targets: Sequence[Target]
                 "machines": list({t.machine_id for t in targets})})}
 
 
-def raise_due(conn: psycopg.Connection, targets: Sequence[Target], now: datetime
-              ) -> list[uuid.UUID]:
+def raise_due(conn: psycopg.Connection, targets: Sequence[Target], now: datetime,
+              checkpoints: MutableMapping[Key, Checkpoint] | None = None) -> list[uuid.UUID]:
     """Within the caller's tenant transaction: lock, decide and insert for every target;
-    returns the ids of the tasks raised now."""
+    returns the ids of the tasks raised now. Meters start from `checkpoints` where they can
+    and leave new ones there (meters.py)."""
     if not targets:
         return []
     lock_pairs(conn, "pm", [(t.schedule.id, t.machine_id) for t in targets])
     last = last_tasks(conn, targets)
-    meters = Meters(conn, now)
+    meters = Meters(conn, now, checkpoints)
     needed = ((t, meter_since(t.schedule, last.get((t.schedule.id, t.machine_id))))
               for t in targets)
     meters.prefetch((t.machine_id, t.schedule.meter_kind, t.schedule.counter_tag, since)
@@ -158,5 +160,5 @@ def _params(t: Target, d: Draft) -> dict[str, Any]:
             "due_at": d.due_at, "due_meter": d.due_meter, "meter_at_raise": d.meter_at_raise,
             "overdue_at": d.overdue_at, "overdue_meter": d.overdue_meter, "missed": d.missed,
             "raised_by": d.raised_by, "priority": t.priority,
-            "checklist": Jsonb(checklist_items(t.checklist)), "estimated": t.estimated_minutes,
-            "assignee": t.assignee_id}
+            "checklist": Jsonb(checklist_items(json.loads(t.checklist))),
+            "estimated": t.estimated_minutes, "assignee": t.assignee_id}
