@@ -56,6 +56,8 @@ class EngineRunner:
         self._thread = threading.Thread(target=self._batches, name="maintenance", daemon=True)
         self._scheduler = BackgroundScheduler(timezone=UTC)
         self.raised = 0
+        # Set once a sweep of every plant has run (the start-up one first).
+        self.swept = threading.Event()
         self.owns_pool = False
         self.failure: BaseException | None = None
         # Called with the ids of the tasks each evaluation raised (the demo's live view).
@@ -108,6 +110,7 @@ class EngineRunner:
                     return
                 self._guarded(plant.tenant, lambda p=plant: self.engine.sweep(p.tenant))
                 self._plan_calendar(plant)
+            self.swept.set()
 
     def _plants(self) -> list[Plant]:
         try:
