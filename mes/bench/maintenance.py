@@ -123,14 +123,20 @@ def bench_evaluation(app: str, tenant: Tenant, machines: list[uuid.UUID], per_ma
 
 def _counter_messages(demo: DemoTenant, codes: list[str], messages: int, records: int,
                       t0: datetime, seq0: int) -> list[tuple[str, bytes]]:
+    """Counter rows over all machines in turn, each machine's running total one cycle up per
+    row and going on from phase to phase (a realistic meter: few thresholds crossed, so the
+    phase measures evaluating, not raising)."""
     gateway = demo.gateways[LIVE_PLANT]
     topic = str(Topic(DEMO_ORG, LIVE_PLANT, gateway, Kind.COUNTER))
+    per_phase = messages * records // len(codes)
+    base = (seq0 - 1) // messages * per_phase
     out = []
     for n in range(messages):
         ts = t0 + timedelta(seconds=n + 1)
-        recs = [CounterRecord(machine=codes[(n * records + i) % len(codes)], tag="cycles",
-                              ts=ts + timedelta(microseconds=i), value=float(n * records + i))
-                for i in range(records)]
+        recs = [CounterRecord(machine=codes[r % len(codes)], tag="cycles",
+                              ts=ts + timedelta(microseconds=i),
+                              value=float(base + r // len(codes)))
+                for i in range(records) for r in [n * records + i]]
         out.append((topic, encode(CounterEnvelope(v=1, gateway=gateway, seq=seq0 + n,
                                                   sent_at=datetime.now(UTC), records=recs))))
     return out
