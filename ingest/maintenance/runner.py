@@ -56,6 +56,9 @@ class EngineRunner:
         self._thread = threading.Thread(target=self._batches, name="maintenance", daemon=True)
         self._scheduler = BackgroundScheduler(timezone=UTC)
         self.raised = 0
+        # Evaluations after commits, and the seconds they took (mes bench maintenance).
+        self.batch_evaluations = 0
+        self.batch_seconds = 0.0
         # Set once a sweep of every plant has run (the start-up one first).
         self.swept = threading.Event()
         self.owns_pool = False
@@ -156,6 +159,8 @@ class EngineRunner:
                 pending, self._pending = self._pending, {}
             for tenant, machines in pending.items():
                 self._guarded(tenant, lambda t=tenant, m=machines: self.engine.after_commit(t, m))
+            self.batch_evaluations += 1
+            self.batch_seconds += time.monotonic() - last
 
     def _guarded(self, tenant: Tenant, evaluate: Callable[[], list[uuid.UUID]]) -> None:
         """Evaluate, then deliver; an error is logged and retried at the next sweep (the

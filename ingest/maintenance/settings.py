@@ -31,7 +31,7 @@ class MaintenanceOptions(StrictModel):
 
     enabled: bool = True
     sweep_s: float = Field(default=60, gt=0)
-    batch_interval_s: float = Field(default=1, ge=0)
+    batch_interval_s: float = Field(default=5, ge=0)
     mqtt: NotifyMqtt | None = None
     webhook_timeout_s: float = Field(default=10, gt=0)
     webhook_retry_min_s: float = Field(default=1, gt=0)
