@@ -45,8 +45,12 @@ WITH req AS (
                   WITH ORDINALITY
                   AS r(machine_id, kind, tag, since, ck_at, ck_value, ck_last, ck_state, i)
 )
+-- A new checkpoint only where the rows reach past the start: one placed beyond the rows
+-- landed so far would miss those that land next with earlier timestamps.
 SELECT r.i, coalesce(r.ck_value, 0) + coalesce(rt.hours, ct.increase, 0),
-       coalesce(h.until, ct.last_ts), coalesce(l.state, b.state0), ct.last_value
+       coalesce(CASE WHEN h.until > b.start THEN h.until END,
+                CASE WHEN ct.last_ts >= r.since THEN ct.last_ts END),
+       coalesce(l.state, b.state0), ct.last_value
 FROM req r
 -- runtime: where the reading starts (checkpoint or since) and the state there
 LEFT JOIN LATERAL (

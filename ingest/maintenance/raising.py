@@ -150,10 +150,14 @@ def last_tasks(conn: psycopg.Connection, targets: Sequence[Target]
 
 
 def raise_due(conn: psycopg.Connection, targets: Sequence[Target], now: datetime,
-              checkpoints: MutableMapping[Key, Checkpoint] | None = None) -> list[uuid.UUID]:
+              checkpoints: MutableMapping[Key, Checkpoint] | None = None,
+              cached: bool = False) -> list[uuid.UUID]:
     """Within the caller's tenant transaction: decide for every target, then lock, decide
     again and insert for those that owe a task; returns the ids of the tasks raised now.
-    Meters start from `checkpoints` where they can and leave new ones there (meters.py)."""
+    Meters start from `checkpoints` where they can and leave new ones there (meters.py).
+    `cached`: the targets were read earlier (the engine keeps them between sweeps): those
+    that owe are read again under the lock, so a schedule changed or disabled meanwhile
+    raises what it is now."""
     if not targets:
         return []
     meters = Meters(conn, now, checkpoints)
@@ -170,6 +174,10 @@ def raise_due(conn: psycopg.Connection, targets: Sequence[Target], now: datetime
     if not owed:
         return []
     lock_pairs(conn, "pm", [(t.schedule.id, t.machine_id) for t in owed])
+    if cached:
+        keys = {(t.schedule.id, t.machine_id) for t in owed}
+        owed = [t for t in load_targets(conn, list({t.machine_id for t in owed}), None)
+                if (t.schedule.id, t.machine_id) in keys]
     last = last_tasks(conn, owed)
     raised = []
     for t in owed:

@@ -10,7 +10,8 @@ in turn) and some history:
    after a commit, with the meter checkpoints the sweep left), timed; per schedule evaluated;
 3. ingest rows/s with the engine off and on (the engine as `mes ingest run` runs it: told after
    each commit, evaluating on its own thread), counter messages over all machines, the same
-   number of rows each, in the same run; the ratio of the two. The engine's start-up sweep
+   number of rows each, in the same run, in turns (off first, then on first, ...), each phase
+   on a vacuumed and checkpointed database; the ratio of the two. The engine's start-up sweep
    (step 1's figure) is done before the ingest starts, so the ratio is the engine's cost
    while it keeps up with the ingest, not the start-up's.
 
@@ -142,6 +143,15 @@ def _counter_messages(demo: DemoTenant, codes: list[str], messages: int, records
     return out
 
 
+def _settle(owner: str) -> None:
+    """Start each timed phase from the same state: the previous phase's rows vacuumed and
+    analysed and written out, so that no autovacuum or checkpoint of its rows lands in the
+    next phase (it did, and always against the second phase of a pair)."""
+    with psycopg.connect(owner, autocommit=True) as conn:
+        conn.execute("VACUUM (ANALYZE) mes.machine_counter")
+        conn.execute("CHECKPOINT")
+
+
 def _counter_rows(owner: str) -> int:
     with psycopg.connect(owner) as conn:
         row = conn.execute("SELECT count(*) FROM mes.machine_counter").fetchone()
@@ -164,6 +174,7 @@ def bench_ingest(owner: str, app: str, broker: Any, demo: DemoTenant, codes: lis
         pub.send(topic, payload)
     pub.wait(messages)
     pub.close()
+    _settle(owner)
     before = _counter_rows(owner)
     runner = None
     service = IngestService(settings)
@@ -214,10 +225,13 @@ def cmd_bench_maintenance(args: argparse.Namespace) -> int:
         for run in range(args.runs):
             t1 = t0 + timedelta(hours=6 + 4 * run)
             seq = 1 + 2 * run * args.messages
-            off = bench_ingest(owner, app, broker, demo, codes, args.messages, args.records, t1,
-                               False, seq)
-            on = bench_ingest(owner, app, broker, demo, codes, args.messages, args.records,
-                              t1 + timedelta(hours=2), True, seq + args.messages)
+            # Off first in odd runs, on first in even ones: neither phase is always second.
+            order = (False, True) if run % 2 == 0 else (True, False)
+            phases = {engine_on: bench_ingest(owner, app, broker, demo, codes, args.messages,
+                                              args.records, t1 + timedelta(hours=2 * k),
+                                              engine_on, seq + k * args.messages)
+                      for k, engine_on in enumerate(order)}
+            off, on = phases[False], phases[True]
             pairs.append((off, on, on["rows_per_s"] / off["rows_per_s"]))
             print(f"run {run + 1}: ingest rows/s engine off {off['rows_per_s']:,.0f}, on "
                   f"{on['rows_per_s']:,.0f} (the engine evaluated {on['evaluations']} time(s), "
