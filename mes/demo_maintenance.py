@@ -32,13 +32,14 @@ from core.maintenance.rules import ConditionRuleSpec, insert_condition_rule
 from core.maintenance.schedules import ScheduleSpec, insert_schedule, parse_duration
 from core.tenancy import Tenant, tenant_transaction
 from ingest.maintenance.engine import MaintenanceEngine
+from ingest.maintenance.meters import Meters
 from mes.services.broker import PROJECT_ROOT
 from mes.sim.truth import TEMPERATURE_STEP, Truth
 
 DEMO_MAINTENANCE = PROJECT_ROOT / "config" / "maintenance" / "demo.yaml"
 # How late (wall seconds) the edge may see a change the truth logs: its poll period (0.5 s,
-# mes.sim.tagmap) and a simulator tick.
-SAMPLING_SLACK_S = 1.0
+# mes.sim.tagmap) plus a simulator tick (0.1 s).
+SAMPLING_SLACK_S = 0.6
 
 
 @dataclass
@@ -101,16 +102,16 @@ def _truth_cycles(truth: Truth, machine: str, since: datetime, until: datetime) 
 def _truth_running_s(truth: Truth, machine: str, since: datetime, until: datetime
                      ) -> tuple[float, int]:
     """Seconds in running between since and until per the truth's state records (the state
-    at `since` is the last one before it), and how many state changes fell in between."""
+    at `since` is the last one before it), and in how many stretches."""
     states = [(datetime.fromisoformat(r["ts"]), r["state"]) for r in truth.states(machine)]
-    running, changes = 0.0, 0
+    running, stretches = 0.0, 0
     for k, (ts, state) in enumerate(states):
         end = states[k + 1][0] if k + 1 < len(states) else until
         start, end = max(ts, since), min(end, until)
-        changes += since < ts <= until
         if state == "running" and end > start:
             running += (end - start).total_seconds()
-    return running, changes
+            stretches += 1
+    return running, stretches
 
 
 def _episodes(samples: list[tuple[datetime, float]], above: bool, threshold: float,
@@ -144,6 +145,14 @@ def _horizons(conn: psycopg.Connection) -> dict[str, datetime]:
         "WHERE h.machine_id = m.id), (SELECT max(ts) FROM mes.v_machine_counter c "
         "WHERE c.machine_id = m.id), (SELECT max(ts) FROM mes.v_machine_telemetry t "
         "WHERE t.machine_id = m.id)) FROM mes.machines m").fetchall())
+
+
+def _landed_runtime_s(conn: psycopg.Connection, machine: str, since: datetime) -> float:
+    """The engine's runtime meter of `machine` since `since`, in seconds (for the summary)."""
+    row = conn.execute("SELECT id FROM mes.machines WHERE code = %s", (machine,)).fetchone()
+    if row is None:
+        return 0.0
+    return Meters(conn, datetime.now(UTC)).reading(row[0], "runtime_hours", None, since) * 3600
 
 
 def final_sweep(app_url: str, tenant: Tenant) -> None:
@@ -194,16 +203,19 @@ def check_tasks(app_url: str, seeded: SeededMaintenance, truth_path: Path,
                               f"occurrence {expected}; raised up to {got}")
             elif spec.runtime_hours and spec.machine:
                 until = horizons.get(spec.machine) or seeded.anchor
-                running, changes = _truth_running_s(truth, spec.machine, seeded.anchor, until)
-                # Each state change lands up to a poll period (0.5 s) and a tick late.
-                slack = SAMPLING_SLACK_S * (changes + 1)
+                running, stretches = _truth_running_s(truth, spec.machine, seeded.anchor,
+                                                      until)
+                # Each end of a stretch in running lands up to SAMPLING_SLACK_S late.
+                slack = SAMPLING_SLACK_S * stretches
                 interval = spec.runtime_hours * 3600
                 expected = [math.floor(max(0.0, running + d) / interval)
                             for d in (0.0, -slack, slack)]
+                landed = _landed_runtime_s(conn, spec.machine, seeded.anchor)
                 ok &= verdict(min(expected) <= got <= max(expected),
                               f"{spec.name} (every {interval:g} s running, {spec.machine}): "
-                              f"{running:.1f} s running per the truth (+-{slack:.1f} s) -> "
-                              f"occurrence {_band(expected)}; raised up to {got}")
+                              f"{running:.1f} s running per the truth in {stretches} "
+                              f"stretch(es) (+-{slack:.1f} s; {landed:.1f} s per the landed "
+                              f"rows) -> occurrence {_band(expected)}; raised up to {got}")
             elif spec.cron:
                 cal = Calendar(UTC, cron=spec.cron)
                 due, t = 0, seeded.anchor
