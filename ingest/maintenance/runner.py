@@ -111,7 +111,8 @@ class EngineRunner:
             for plant in self._plants():
                 if self._stop.is_set():
                     return
-                self._guarded(plant.tenant, lambda p=plant: self.engine.sweep(p.tenant))
+                self._guarded(plant.tenant, lambda p=plant: self.engine.sweep(p.tenant),
+                              summary=True)
                 self._plan_calendar(plant)
             self.swept.set()
 
@@ -162,7 +163,8 @@ class EngineRunner:
             self.batch_evaluations += 1
             self.batch_seconds += time.monotonic() - last
 
-    def _guarded(self, tenant: Tenant, evaluate: Callable[[], list[uuid.UUID]]) -> None:
+    def _guarded(self, tenant: Tenant, evaluate: Callable[[], list[uuid.UUID]],
+                 summary: bool = False) -> None:
         """Evaluate, then deliver; an error is logged and retried at the next sweep (the
         rows are in the database, nothing is lost by waiting)."""
         try:
@@ -172,15 +174,16 @@ class EngineRunner:
                 log.info("maintenance tasks raised", extra={"count": len(raised)})
                 for observe in self.raised_observers:
                     observe(raised)
-            self.deliver(tenant)
+            self.deliver(tenant, summary)
         except Exception:
             log.exception("maintenance evaluation failed; retried at the next sweep")
 
-    def deliver(self, tenant: Tenant) -> None:
-        """Publish the tenant's pending events and post its due webhooks."""
+    def deliver(self, tenant: Tenant, summary: bool = False) -> None:
+        """Publish the tenant's pending events (and, after some or with `summary`, its
+        retained summary) and post its due webhooks."""
         with self.engine.pool.connection() as conn:
-            if self.notifier:
-                self.notifier.publish_pending(conn, tenant)
+            if self.notifier and (self.notifier.publish_pending(conn, tenant) or summary):
+                self.notifier.publish_summary(conn, tenant, self.engine.clock())
             self.webhooks.deliver_pending(conn, tenant, self.engine.clock())
 
 
