@@ -73,11 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     sched = msub.add_parser("schedule", help="add or list schedules")
     ssub = sched.add_subparsers(dest="schedule_command", required=True, metavar="COMMAND")
     add = ssub.add_parser("add", help="add a schedule (docs/maintenance.md, \"Schedules\")")
-    _tenant_args(add, plant_required=True)
-    add.add_argument("--name", required=True)
-    target = add.add_mutually_exclusive_group(required=True)
-    target.add_argument("--machine", help="one machine (code)")
-    target.add_argument("--kind", help="every machine of this kind in the plant")
+    _target_args(add)
     add.add_argument("--every", help="calendar: N days | N weeks | N months")
     add.add_argument("--cron", help="calendar: a crontab expression, in the plant's zone")
     add.add_argument("--runtime-hours", type=float, help="meter: hours in running")
@@ -109,11 +105,7 @@ def _register_rules(msub: argparse._SubParsersAction) -> None:
     rsub = rule.add_subparsers(dest="rule_command", required=True, metavar="COMMAND")
     add = rsub.add_parser("add", help="add a condition rule (docs/maintenance.md, "
                           "\"Condition rules\")")
-    _tenant_args(add, plant_required=True)
-    add.add_argument("--name", required=True)
-    target = add.add_mutually_exclusive_group(required=True)
-    target.add_argument("--machine", help="one machine (code)")
-    target.add_argument("--kind", help="every machine of this kind in the plant")
+    _target_args(add)
     add.add_argument("--tag", help="telemetry: the tag watched")
     add.add_argument("--above", type=float, help="telemetry: trips above this value")
     add.add_argument("--below", type=float, help="telemetry: trips below this value")
@@ -166,6 +158,15 @@ def _rule_task_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--active-from", type=datetime.fromisoformat,
                    help="rows before this are not looked at (ISO 8601 with offset; default "
                    "now)")
+
+
+def _target_args(add: argparse.ArgumentParser) -> None:
+    """Plant, name and target (one machine or a kind) of a schedule or condition rule."""
+    _tenant_args(add, plant_required=True)
+    add.add_argument("--name", required=True)
+    target = add.add_mutually_exclusive_group(required=True)
+    target.add_argument("--machine", help="one machine (code)")
+    target.add_argument("--kind", help="every machine of this kind in the plant")
 
 
 def _tenant_args(p: argparse.ArgumentParser, plant_required: bool = False) -> None:

@@ -26,19 +26,18 @@ COUNTS = [(1, 100.0), (10, 130.0), (21, 180.0), (33, 180.0), (40, 12.0), (52, 60
 
 def _land(db: TestDatabase, tenants: Tenants, machine: uuid.UUID, upto: int) -> None:
     """The rows stamped before minute `upto` that are not in yet (as the ingest would)."""
+    landed = [("machine_status_history", "ts, state",
+               [(m, (T0 + m * M, state)) for m, state in STATES]),
+              ("machine_counter", "tag, ts, value",
+               [(m, ("cycles", T0 + m * M, value)) for m, value in COUNTS])]
     with db.superuser() as conn:
-        for minute, state in STATES:
-            if minute < upto:
-                conn.execute("INSERT INTO mes.machine_status_history (organization_id, "
-                             "plant_id, machine_id, ts, state) VALUES (%s, %s, %s, %s, %s) "
-                             "ON CONFLICT DO NOTHING", (tenants.a.id, tenants.a1, machine,
-                                                        T0 + minute * M, state))
-        for minute, value in COUNTS:
-            if minute < upto:
-                conn.execute("INSERT INTO mes.machine_counter (organization_id, plant_id, "
-                             "machine_id, tag, ts, value) VALUES (%s, %s, %s, 'cycles', %s, "
-                             "%s) ON CONFLICT DO NOTHING", (tenants.a.id, tenants.a1, machine,
-                                                            T0 + minute * M, value))
+        for table, columns, rows in landed:
+            for minute, values in rows:
+                if minute < upto:
+                    conn.execute(
+                        f"INSERT INTO mes.{table} (organization_id, plant_id, machine_id, "
+                        f"{columns}) VALUES (%s, %s, %s, {', '.join(['%s'] * len(values))}) "
+                        "ON CONFLICT DO NOTHING", (tenants.a.id, tenants.a1, machine, *values))
 
 
 def _readings(conn: psycopg.Connection, tenant: Tenant, keys: list[Key], now: datetime,
