@@ -150,7 +150,8 @@ def _run(args: argparse.Namespace, database_url: str | None, workdir: Path) -> i
                "MES_MQTT__CLIENT_ID": "mes-demo-ingest", "MES_LOG__FORMAT": "json",
                "MES_INGEST__BATCH_AGE_MS": "100",
                # The engine runs inside the ingest; a short sweep keeps runtime meters fresh.
-               "MES_MAINTENANCE__SWEEP_S": "5", "MES_MAINTENANCE__MQTT__HOST": broker.host,
+               "MES_MAINTENANCE__SWEEP_S": "5", "MES_MAINTENANCE__BATCH_INTERVAL_S": "1",
+               "MES_MAINTENANCE__MQTT__HOST": broker.host,
                "MES_MAINTENANCE__MQTT__PORT": str(broker.port),
                # The API's token key: yours if set, else one made for this run only.
                "MES_TOKENS__SECRET": os.environ.get("MES_TOKENS__SECRET")

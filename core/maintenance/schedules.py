@@ -26,7 +26,7 @@ from core.config_model import StrictModel
 from core.maintenance.calendar import Calendar
 
 _EVERY = re.compile(r"^\s*(\d+)\s*(day|week|month)s?\s*$")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(minute|hour|day|week)s?\s*$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(second|minute|hour|day|week)s?\s*$")
 
 
 def parse_every(text: str) -> tuple[int, str]:
@@ -38,10 +38,10 @@ def parse_every(text: str) -> tuple[int, str]:
 
 
 def parse_duration(text: str) -> timedelta:
-    """'2 days' -> timedelta(days=2); minutes, hours, days, weeks."""
+    """'2 days' -> timedelta(days=2); seconds, minutes, hours, days, weeks."""
     m = _DURATION.match(text)
     if not m:
-        raise ValueError(f"{text!r}: write N minutes, hours, days or weeks")
+        raise ValueError(f"{text!r}: write N seconds, minutes, hours, days or weeks")
     return timedelta(**{m[2] + "s": float(m[1])})
 
 
@@ -148,30 +148,40 @@ class ScheduleSpec(StrictModel):
 
 
 class ScheduleRefused(ValueError):
-    """A schedule that names a machine or assignee the plant does not have."""
+    """A schedule or rule that names a machine or assignee the plant does not have."""
+
+
+def insert_row(conn: psycopg.Connection, table: str, cols: dict[str, Any],
+               organization_id: uuid.UUID, plant_id: uuid.UUID | None,
+               machine: str | None = None, assignee: str | None = None) -> uuid.UUID:
+    """Insert a schedule's or rule's columns into mes.`table` (inside the caller's tenant
+    transaction), with the ids of the `machine` code (in the plant) and the `assignee` e-mail;
+    returns the row's id."""
+    cols = dict(cols)
+    if machine is not None:
+        row = conn.execute("SELECT id FROM mes.machines WHERE code = %s AND plant_id = %s",
+                           (machine, plant_id)).fetchone()
+        if row is None:
+            raise ScheduleRefused(f"no machine {machine!r} in this plant")
+        cols["machine_id"] = row[0]
+    if assignee is not None:
+        row = conn.execute("SELECT id FROM mes.users WHERE email = %s", (assignee,)
+                           ).fetchone()
+        if row is None:
+            raise ScheduleRefused(f"no user {assignee!r} in this plant")
+        cols["default_assignee_id"] = row[0]
+    cols.update(organization_id=organization_id, plant_id=plant_id,
+                checklist=Jsonb(cols.get("checklist", [])))
+    row = conn.execute(
+        f"INSERT INTO mes.{table} ({', '.join(cols)}) "
+        f"VALUES ({', '.join(['%s'] * len(cols))}) RETURNING id", list(cols.values())
+    ).fetchone()
+    assert row is not None
+    return row[0]
 
 
 def insert_schedule(conn: psycopg.Connection, spec: ScheduleSpec, organization_id: uuid.UUID,
                     plant_id: uuid.UUID) -> uuid.UUID:
     """Insert `spec` (inside the caller's tenant transaction); returns the schedule's id."""
-    cols = spec.columns()
-    if spec.machine is not None:
-        row = conn.execute("SELECT id FROM mes.machines WHERE code = %s AND plant_id = %s",
-                           (spec.machine, plant_id)).fetchone()
-        if row is None:
-            raise ScheduleRefused(f"no machine {spec.machine!r} in this plant")
-        cols["machine_id"] = row[0]
-    if spec.assignee is not None:
-        row = conn.execute("SELECT id FROM mes.users WHERE email = %s", (spec.assignee,)
-                           ).fetchone()
-        if row is None:
-            raise ScheduleRefused(f"no user {spec.assignee!r} in this plant")
-        cols["default_assignee_id"] = row[0]
-    cols.update(organization_id=organization_id, plant_id=plant_id,
-                checklist=Jsonb(cols["checklist"]))
-    row = conn.execute(
-        f"INSERT INTO mes.pm_schedules ({', '.join(cols)}) "
-        f"VALUES ({', '.join(['%s'] * len(cols))}) RETURNING id", list(cols.values())
-    ).fetchone()
-    assert row is not None
-    return row[0]
+    return insert_row(conn, "pm_schedules", spec.columns(), organization_id, plant_id,
+                      spec.machine, spec.assignee)

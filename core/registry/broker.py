@@ -3,8 +3,8 @@
 Every active gateway gets its own mosquitto account, named by its code, allowed to publish only
 under `mes/v1/{org}/{plant}/{gateway}/#` (its records, its retained status and its last will);
 the ingest account reads `mes/v1/#` (plainly or through the shared subscription), the
-maintenance account publishes `mes/v1/{org}/{plant}/maintenance/task`. A deactivated gateway is
-left out of both files, so the broker refuses it.
+maintenance account publishes `mes/v1/{org}/{plant}/maintenance/task` and `.../summary`. A
+deactivated gateway is left out of both files, so the broker refuses it.
 
 Secrets are 32 random bytes made here, handed out once (a 0600 file per account) and kept
 nowhere: the database holds only the PBKDF2-SHA512 hash in mosquitto's own `$7$` format, made
@@ -38,7 +38,8 @@ INGEST_ACCOUNT = "mes-ingest"
 MAINTENANCE_ACCOUNT = "mes-maintenance"
 SERVICE_ACLS = {
     INGEST_ACCOUNT: [f"topic read {TOPIC_ROOT}/#", f"topic read $share/ingest/{TOPIC_ROOT}/#"],
-    MAINTENANCE_ACCOUNT: [f"topic write {TOPIC_ROOT}/+/+/maintenance/task"],
+    MAINTENANCE_ACCOUNT: [f"topic write {TOPIC_ROOT}/+/+/maintenance/task",
+                          f"topic write {TOPIC_ROOT}/+/+/maintenance/summary"],
 }
 PBKDF2_ITERATIONS = 101  # what mosquitto_passwd 2.0 writes; each connect pays it once
 

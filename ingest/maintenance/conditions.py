@@ -6,8 +6,9 @@ the time); the episode lasts until a row crosses back past `clear_threshold` (th
 values between the two neither trip nor clear). A **state_count** rule trips when
 `count_threshold` state rows of `state` (with `reason_code`, if set) fall within
 `window_seconds`; it clears once the window holds fewer than `clear_count` (default: the
-threshold). Only rows after the last clearing (or the rule's `active_from`) can trip a new
-episode. The evidence is the rows that tripped it (at most EVIDENCE_MAX).
+threshold). Only rows after the last clearing (or the rule's `active_from`), and stamped at
+or before now, can trip a new episode. The evidence is the rows that tripped it (at most
+EVIDENCE_MAX).
 
 Episodes and tasks are written per (rule, machine) under an advisory lock, from landed rows,
 so a replay, a restart or a second engine finds the same episodes and raises nothing twice.
@@ -50,12 +51,13 @@ WHERE rule_id = %s AND machine_id = %s ORDER BY episode DESC LIMIT 1
 
 _TELEMETRY = """
 SELECT ts, value FROM mes.v_machine_telemetry
-WHERE machine_id = %s AND tag = %s AND ts > %s ORDER BY ts
+WHERE machine_id = %s AND tag = %s AND ts > %s AND ts <= %s ORDER BY ts
 """
 
 _STATES = """
 SELECT ts, state, reason_code FROM mes.v_machine_status_history
 WHERE machine_id = %s AND state = %s AND (%s::text IS NULL OR reason_code = %s) AND ts > %s
+  AND ts <= %s
 ORDER BY ts
 """
 
@@ -161,12 +163,12 @@ def _evaluate_one(conn: psycopg.Connection, r: Sequence[Any], now: datetime) -> 
     tripped = bool(last and last[3] is None)
     since = (last[2] if tripped else last[3]) if last else active_from
     if kind == "telemetry":
-        rows = conn.execute(_TELEMETRY, (machine, tag, since)).fetchall()
+        rows = conn.execute(_TELEMETRY, (machine, tag, since, now)).fetchall()
         cleared_open, found = scan_telemetry(rows, comparison == "above", threshold, clear,
                                              for_s, tripped)
     else:
         rows = conn.execute(_STATES, (machine, state, reason, reason,
-                                      since - timedelta(seconds=window_s))).fetchall()
+                                      since - timedelta(seconds=window_s), now)).fetchall()
         cleared_open, found = scan_counts(rows, count, clear_count, window_s, now, tripped,
                                           since)
     if last and cleared_open:

@@ -18,7 +18,8 @@ from psycopg_pool import ConnectionPool
 
 from core.tenancy import Tenant, tenant_transaction
 from ingest.maintenance import conditions, corrective
-from ingest.maintenance.raising import last_tasks, load_targets, raise_due
+from ingest.maintenance.meters import Checkpoint, Key
+from ingest.maintenance.raising import Target, last_tasks, load_targets, raise_due
 from ingest.maintenance.triggers import next_calendar_at
 
 Clock = Callable[[], datetime]
@@ -52,6 +53,13 @@ class MaintenanceEngine:
 
     def __init__(self, pool: ConnectionPool, clock: Clock = utc_now) -> None:
         self.pool, self.clock = pool, clock
+        # Meter checkpoints per tenant (meters.py): the evaluations after commits read only
+        # rows after them; each sweep reads from scratch and replaces them.
+        self._checkpoints: dict[Tenant, dict[Key, Checkpoint]] = {}
+        # Each machine's meter schedules as the last sweep read them, for the evaluations
+        # after commits (raise_due reads again those that owe a task): a schedule added or
+        # changed is seen by them from the next sweep on.
+        self._targets: dict[Tenant, dict[uuid.UUID, list[Target]]] = {}
 
     def plants(self) -> list[Plant]:
         """Every active plant (through the narrow lookup mes.maintenance_plants())."""
@@ -63,8 +71,14 @@ class MaintenanceEngine:
         """The machines of a committed batch: their meter schedules, condition rules and
         corrective rules; returns the ids of the tasks raised."""
         now = self.clock()
+        known = self._targets.get(tenant, {})
+        unknown = [m for m in machines if m not in known]
         with self.pool.connection() as conn, tenant_transaction(conn, tenant):
-            raised = raise_due(conn, load_targets(conn, list(machines), METER_KINDS), now)
+            targets = [t for m in machines for t in known.get(m, ())]
+            if unknown:
+                targets += load_targets(conn, unknown, METER_KINDS)
+            raised = raise_due(conn, targets, now, self._checkpoints.setdefault(tenant, {}),
+                               cached=True)
             raised += conditions.evaluate(conn, list(machines), now)
             raised += corrective.evaluate(conn, list(machines), now)
         return raised
@@ -73,15 +87,23 @@ class MaintenanceEngine:
         """Calendar (and combined) schedules of the tenant."""
         now = self.clock()
         with self.pool.connection() as conn, tenant_transaction(conn, tenant):
-            return raise_due(conn, load_targets(conn, None, CALENDAR_KINDS), now)
+            return raise_due(conn, load_targets(conn, None, CALENDAR_KINDS), now,
+                             self._checkpoints.setdefault(tenant, {}))
 
     def sweep(self, tenant: Tenant) -> list[uuid.UUID]:
         """Every schedule and rule of the tenant, whatever its machines landed lately."""
         now = self.clock()
+        checkpoints: dict[Key, Checkpoint] = {}
+        by_machine: dict[uuid.UUID, list[Target]] = {}
         with self.pool.connection() as conn, tenant_transaction(conn, tenant):
-            raised = raise_due(conn, load_targets(conn, None, None), now)
+            targets = load_targets(conn, None, None)
+            raised = raise_due(conn, targets, now, checkpoints)
             raised += conditions.evaluate(conn, None, now)
             raised += corrective.evaluate(conn, None, now)
+        for t in targets:
+            if t.schedule.trigger_kind in METER_KINDS:
+                by_machine.setdefault(t.machine_id, []).append(t)
+        self._checkpoints[tenant], self._targets[tenant] = checkpoints, by_machine
         return raised
 
     def next_calendar_at(self, tenant: Tenant) -> datetime | None:

@@ -1,7 +1,9 @@
 """Publish task events on MQTT, QoS 1, from the history table (the outbox): a row is marked
 `published_at` only after the broker's PUBACK, so a crash re-publishes (at least once; the
-`event_id` lets a subscriber drop a repeat) and never loses one. The client logs in as the
-`mes-maintenance` account, which may write `mes/v1/+/+/maintenance/task` only."""
+`event_id` lets a subscriber drop a repeat) and never loses one. After events of a plant, and
+at every sweep, the plant's summary of open tasks is published retained (QoS 1), so that a
+subscriber gets the current one at once. The client logs in as the `mes-maintenance` account,
+which may write `mes/v1/+/+/maintenance/task` and `.../summary` only."""
 
 from __future__ import annotations
 
@@ -9,13 +11,14 @@ import json
 import logging
 import threading
 import uuid
+from datetime import datetime
 
 import paho.mqtt.client as mqtt
 import psycopg
 
 from core.mqtt import build_client
 from core.tenancy import Tenant, tenant_transaction
-from ingest.maintenance.payload import task_events, topic
+from ingest.maintenance.payload import summary, task_events, topic
 from ingest.maintenance.settings import NotifyMqtt
 
 log = logging.getLogger(__name__)
@@ -80,3 +83,20 @@ class MqttNotifier:
             log.warning("task events not acknowledged by the broker, retried later",
                         extra={"pending": len(ids) - len(sent)})
         return len(sent)
+
+    def publish_summary(self, conn: psycopg.Connection, tenant: Tenant, now: datetime,
+                        timeout: float = 10) -> bool:
+        """Publish the plant's summary of open tasks, retained; True once acknowledged."""
+        if not self._connected.is_set() or tenant.plant_id is None:
+            return False
+        with tenant_transaction(conn, tenant):
+            found = summary(conn, tenant.plant_id, now)
+        if found is None:
+            return False
+        org, plant, doc = found
+        info = self._client.publish(topic(org, plant, "summary"), json.dumps(doc, default=str),
+                                    qos=1, retain=True)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            return False
+        info.wait_for_publish(timeout)
+        return info.is_published()

@@ -1,8 +1,9 @@
 """Raise the tasks schedules owe, exactly once.
 
-For every (schedule, machine) pair, inside one tenant transaction: take a transaction-level
-advisory lock on the pair (in a fixed order, so two engines never deadlock), read the pair's
-last task, decide (triggers.py) and insert with ON CONFLICT DO NOTHING. The lock makes a
+For every (schedule, machine) pair, inside one tenant transaction: decide (triggers.py) from
+the pair's last task and its meter; for the pairs that owe a task, take a transaction-level
+advisory lock on the pair (in a fixed order, so two engines never deadlock), read the last
+task again, decide again and insert with ON CONFLICT DO NOTHING. The lock makes a
 second engine wait and then decide from what the first committed, so it never raises the same
 occurrence (the unique key would refuse it anyway) and never skips one (it sees the new last
 task). A crash between deciding and committing leaves nothing: the next run decides again.
@@ -10,8 +11,9 @@ task). A crash between deciding and committing leaves nothing: the next run deci
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,15 +23,13 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from core.maintenance.calendar import Calendar
-from ingest.maintenance.meters import Meters
-from ingest.maintenance.triggers import Draft, Last, Schedule, decide
+from ingest.maintenance.meters import Checkpoint, Key, Meters
+from ingest.maintenance.triggers import Draft, Last, Schedule, decide, meter_since
 
-_SCHEDULES = """
-SELECT s.id, s.name, s.trigger_kind, s.schedule_mode, s.anchor_at, s.anchor_meter,
-       s.calendar_every, s.calendar_unit, s.cron, s.lead_time, s.interval_value, s.lead_value,
-       s.meter_kind, s.counter_tag, s.tolerance_pct, s.catch_up,
-       s.checklist, s.priority, s.estimated_minutes, s.default_assignee_id,
-       m.id, m.organization_id, m.plant_id, coalesce(p.timezone, 'UTC')
+# The (schedule, machine) pairs: a few columns per pair; a schedule's own columns are read
+# (_SCHEDULE_ROWS) only when it is new to this process or changed since (its updated_at).
+_PAIRS = """
+SELECT s.id, s.updated_at, coalesce(p.timezone, 'UTC'), m.id, m.organization_id, m.plant_id
 FROM mes.pm_schedules s
 JOIN mes.machines m ON m.organization_id = s.organization_id
      AND (m.id = s.machine_id
@@ -39,6 +39,14 @@ WHERE s.is_active AND m.is_active
   AND (%(machines)s::uuid[] IS NULL OR m.id = ANY(%(machines)s))
   AND (%(kinds)s::text[] IS NULL OR s.trigger_kind = ANY(%(kinds)s))
 ORDER BY s.id, m.id
+"""
+
+_SCHEDULE_ROWS = """
+SELECT id, name, trigger_kind, schedule_mode, anchor_at, anchor_meter,
+       calendar_every, calendar_unit, cron, lead_time, interval_value, lead_value,
+       meter_kind, counter_tag, tolerance_pct, catch_up,
+       checklist::text, priority, estimated_minutes, default_assignee_id
+FROM mes.pm_schedules WHERE id = ANY(%s)
 """
 
 _LAST = """
@@ -63,17 +71,30 @@ RETURNING id
 
 
 @dataclass(frozen=True)
+class Copied:
+    """What a task copies from its schedule."""
+
+    checklist: str  # the template as JSON text, parsed only to raise a task
+    priority: str
+    estimated_minutes: int | None
+    assignee_id: uuid.UUID | None
+
+
+@dataclass(frozen=True)
 class Target:
     """One schedule on one machine, with what a task copies from the schedule."""
 
     schedule: Schedule
+    copied: Copied
     machine_id: uuid.UUID
     organization_id: uuid.UUID
     plant_id: uuid.UUID | None
-    checklist: list[Any]
-    priority: str
-    estimated_minutes: int | None
-    assignee_id: uuid.UUID | None
+
+
+# Schedules as read, by (id, updated_at, time zone): a changed schedule (updated_at moves on
+# every update, trigger of 0002) or plant zone is a new key, so an entry is never stale.
+_schedules: dict[tuple[uuid.UUID, datetime, str], tuple[Schedule, Copied]] = {}
+_SCHEDULES_MAX = 100_000
 
 
 def lock_pairs(conn: psycopg.Connection, namespace: str,
@@ -95,23 +116,29 @@ def checklist_items(template: list[Any]) -> list[dict[str, Any]]:
 def load_targets(conn: psycopg.Connection, machines: Sequence[uuid.UUID] | None,
                  kinds: Sequence[str] | None) -> list[Target]:
     """Active schedules on active machines of the tenant (of `machines`, of trigger `kinds`)."""
-    rows = conn.execute(_SCHEDULES, {"machines": list(machines) if machines else None,
-                                     "kinds": list(kinds) if kinds else None}).fetchall()
-    zones: dict[str, ZoneInfo] = {}
-    targets = []
-    for r in rows:
-        tz = zones.setdefault(r[23], ZoneInfo(r[23]))
-        calendar = (Calendar(tz, r[6], r[7], r[8])
-                    if r[6] is not None or r[8] is not None else None)
-        kind = r[2]
-        schedule = Schedule(
-            id=r[0], name=r[1], trigger_kind=kind, mode=r[3], anchor_at=r[4],
-            anchor_meter=float(r[5]), calendar=calendar, lead_time=r[9] or timedelta(0),
-            interval=float(r[10]) if r[10] is not None else None, lead_value=float(r[11]),
-            meter_kind=r[12] or (kind if kind in ("runtime_hours", "cycles") else None),
-            counter_tag=r[13], tolerance_pct=float(r[14]), catch_up=r[15])
-        targets.append(Target(schedule, r[20], r[21], r[22], r[16], r[17], r[18], r[19]))
-    return targets
+    pairs = conn.execute(_PAIRS, {"machines": list(machines) if machines else None,
+                                  "kinds": list(kinds) if kinds else None}).fetchall()
+    # A schedule has one zone: its machine's plant, or its own plant for a kind.
+    missing = {k[0]: k for k in {(r[0], r[1], r[2]) for r in pairs} - _schedules.keys()}
+    if missing:
+        if len(_schedules) + len(missing) > _SCHEDULES_MAX:
+            _schedules.clear()
+        for r in conn.execute(_SCHEDULE_ROWS, (list(missing),)):
+            key = missing[r[0]]
+            _schedules[key] = _schedule(r, ZoneInfo(key[2]))
+    return [Target(*_schedules[(r[0], r[1], r[2])], r[3], r[4], r[5]) for r in pairs]
+
+
+def _schedule(r: Sequence[Any], tz: ZoneInfo) -> tuple[Schedule, Copied]:
+    calendar = Calendar(tz, r[6], r[7], r[8]) if r[6] is not None or r[8] is not None else None
+    kind = r[2]
+    schedule = Schedule(
+        id=r[0], name=r[1], trigger_kind=kind, mode=r[3], anchor_at=r[4],
+        anchor_meter=float(r[5]), calendar=calendar, lead_time=r[9] or timedelta(0),
+        interval=float(r[10]) if r[10] is not None else None, lead_value=float(r[11]),
+        meter_kind=r[12] or (kind if kind in ("runtime_hours", "cycles") else None),
+        counter_tag=r[13], tolerance_pct=float(r[14]), catch_up=r[15])
+    return schedule, Copied(r[16], r[17], r[18], r[19])
 
 
 def last_tasks(conn: psycopg.Connection, targets: Sequence[Target]
@@ -122,37 +149,63 @@ def last_tasks(conn: psycopg.Connection, targets: Sequence[Target]
                 "machines": list({t.machine_id for t in targets})})}
 
 
-def raise_due(conn: psycopg.Connection, targets: Sequence[Target], now: datetime
-              ) -> list[uuid.UUID]:
-    """Within the caller's tenant transaction: lock, decide and insert for every target;
-    returns the ids of the tasks raised now."""
+def raise_due(conn: psycopg.Connection, targets: Sequence[Target], now: datetime,
+              checkpoints: MutableMapping[Key, Checkpoint] | None = None,
+              cached: bool = False) -> list[uuid.UUID]:
+    """Within the caller's tenant transaction: decide for every target, then lock, decide
+    again and insert for those that owe a task; returns the ids of the tasks raised now.
+    Meters start from `checkpoints` where they can and leave new ones there (meters.py).
+    `cached`: the targets were read earlier (the engine keeps them between sweeps): those
+    that owe are read again under the lock, so a schedule changed or disabled meanwhile
+    raises what it is now."""
     if not targets:
         return []
-    lock_pairs(conn, "pm", [(t.schedule.id, t.machine_id) for t in targets])
+    meters = Meters(conn, now, checkpoints)
     last = last_tasks(conn, targets)
-    meters = Meters(conn, now)
+    needed = ((t, meter_since(t.schedule, last.get((t.schedule.id, t.machine_id))))
+              for t in targets)
+    meters.prefetch((t.machine_id, t.schedule.meter_kind, t.schedule.counter_tag, since)
+                    for t, since in needed if since is not None and t.schedule.meter_kind)
+    # Without locks first: most pairs owe nothing, and what a pair owes only shrinks when
+    # another engine raises meanwhile (or, closing a floating task, grows: then the next
+    # evaluation raises it). The pairs that owe are locked, their last task read again in
+    # a new snapshot (READ COMMITTED) and decided again: exactly once (module docstring).
+    owed = [t for t in targets if _drafts(t, last, now, meters)]
+    if not owed:
+        return []
+    lock_pairs(conn, "pm", [(t.schedule.id, t.machine_id) for t in owed])
+    if cached:
+        keys = {(t.schedule.id, t.machine_id) for t in owed}
+        owed = [t for t in load_targets(conn, list({t.machine_id for t in owed}), None)
+                if (t.schedule.id, t.machine_id) in keys]
+    last = last_tasks(conn, owed)
     raised = []
-    for t in targets:
-        s = t.schedule
-
-        def meter(since: datetime, t: Target = t) -> float:
-            if t.schedule.meter_kind is None:
-                return 0.0
-            return meters.reading(t.machine_id, t.schedule.meter_kind, t.schedule.counter_tag,
-                                  since)
-
-        for draft in decide(s, last.get((s.id, t.machine_id)), now, meter):
+    for t in owed:
+        for draft in _drafts(t, last, now, meters):
             row = conn.execute(_INSERT, _params(t, draft)).fetchone()
             if row:
                 raised.append(row[0])
     return raised
 
 
+def _drafts(t: Target, last: dict[tuple[uuid.UUID, uuid.UUID], Last], now: datetime,
+            meters: Meters) -> list[Draft]:
+    s = t.schedule
+
+    def meter(since: datetime) -> float:
+        if s.meter_kind is None:
+            return 0.0
+        return meters.reading(t.machine_id, s.meter_kind, s.counter_tag, since)
+
+    return decide(s, last.get((s.id, t.machine_id)), now, meter)
+
+
 def _params(t: Target, d: Draft) -> dict[str, Any]:
+    c = t.copied
     return {"org": t.organization_id, "plant": t.plant_id, "schedule": t.schedule.id,
             "machine": t.machine_id, "occurrence": d.occurrence, "title": t.schedule.name,
             "due_at": d.due_at, "due_meter": d.due_meter, "meter_at_raise": d.meter_at_raise,
             "overdue_at": d.overdue_at, "overdue_meter": d.overdue_meter, "missed": d.missed,
-            "raised_by": d.raised_by, "priority": t.priority,
-            "checklist": Jsonb(checklist_items(t.checklist)), "estimated": t.estimated_minutes,
-            "assignee": t.assignee_id}
+            "raised_by": d.raised_by, "priority": c.priority,
+            "checklist": Jsonb(checklist_items(json.loads(c.checklist))),
+            "estimated": c.estimated_minutes, "assignee": c.assignee_id}

@@ -1,8 +1,10 @@
 """When the engine evaluates, and delivery after each evaluation.
 
 - After each batch the ingest committed: `on_commit(tenant, machines)` (the ingest's commit
-  observer) only records the machines, coalesced per tenant, and wakes the runner's thread;
-  the writer thread never waits for the engine, and the engine reads what was committed.
+  observer) only records the machines, coalesced per tenant, and wakes the runner's thread,
+  which evaluates them at most once per `batch_interval_s` (machines of several commits in
+  one evaluation); the writer thread never waits for the engine, and the engine reads what
+  was committed.
 - Calendar: an apscheduler job per plant fires at the plant's next calendar due time (less
   lead) and is planned again after every run; the plan is rebuilt from the database at start
   and at every sweep, so a schedule added or changed is picked up within `sweep_s`.
@@ -16,7 +18,9 @@ whoever runs it (raising.py), MQTT events are claimed with SKIP LOCKED and webho
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -52,6 +56,11 @@ class EngineRunner:
         self._thread = threading.Thread(target=self._batches, name="maintenance", daemon=True)
         self._scheduler = BackgroundScheduler(timezone=UTC)
         self.raised = 0
+        # Evaluations after commits, and the seconds they took (mes bench maintenance).
+        self.batch_evaluations = 0
+        self.batch_seconds = 0.0
+        # Set once a sweep of every plant has run (the start-up one first).
+        self.swept = threading.Event()
         self.owns_pool = False
         self.failure: BaseException | None = None
         # Called with the ids of the tasks each evaluation raised (the demo's live view).
@@ -102,8 +111,10 @@ class EngineRunner:
             for plant in self._plants():
                 if self._stop.is_set():
                     return
-                self._guarded(plant.tenant, lambda p=plant: self.engine.sweep(p.tenant))
+                self._guarded(plant.tenant, lambda p=plant: self.engine.sweep(p.tenant),
+                              summary=True)
                 self._plan_calendar(plant)
+            self.swept.set()
 
     def _plants(self) -> list[Plant]:
         try:
@@ -134,15 +145,26 @@ class EngineRunner:
             self._plan_calendar(plant)
 
     def _batches(self) -> None:
+        last = -math.inf
         while not self._stop.is_set():
             self._wake.wait()
+            # Coalesce: commits within `batch_interval_s` of the last evaluation wait for the
+            # next one, so a backlog's many commits (each touching most machines) cost one
+            # evaluation per interval instead of one each, and leave the CPU to the writer.
+            pause = last + self.options.batch_interval_s - time.monotonic()
+            if pause > 0 and self._stop.wait(pause):
+                break
             self._wake.clear()
+            last = time.monotonic()
             with self._lock:
                 pending, self._pending = self._pending, {}
             for tenant, machines in pending.items():
                 self._guarded(tenant, lambda t=tenant, m=machines: self.engine.after_commit(t, m))
+            self.batch_evaluations += 1
+            self.batch_seconds += time.monotonic() - last
 
-    def _guarded(self, tenant: Tenant, evaluate: Callable[[], list[uuid.UUID]]) -> None:
+    def _guarded(self, tenant: Tenant, evaluate: Callable[[], list[uuid.UUID]],
+                 summary: bool = False) -> None:
         """Evaluate, then deliver; an error is logged and retried at the next sweep (the
         rows are in the database, nothing is lost by waiting)."""
         try:
@@ -152,15 +174,16 @@ class EngineRunner:
                 log.info("maintenance tasks raised", extra={"count": len(raised)})
                 for observe in self.raised_observers:
                     observe(raised)
-            self.deliver(tenant)
+            self.deliver(tenant, summary)
         except Exception:
             log.exception("maintenance evaluation failed; retried at the next sweep")
 
-    def deliver(self, tenant: Tenant) -> None:
-        """Publish the tenant's pending events and post its due webhooks."""
+    def deliver(self, tenant: Tenant, summary: bool = False) -> None:
+        """Publish the tenant's pending events (and, after some or with `summary`, its
+        retained summary) and post its due webhooks."""
         with self.engine.pool.connection() as conn:
-            if self.notifier:
-                self.notifier.publish_pending(conn, tenant)
+            if self.notifier and (self.notifier.publish_pending(conn, tenant) or summary):
+                self.notifier.publish_summary(conn, tenant, self.engine.clock())
             self.webhooks.deliver_pending(conn, tenant, self.engine.clock())
 
 

@@ -22,13 +22,16 @@ class NotifyMqtt(MqttConnection):
 class MaintenanceOptions(StrictModel):
     """`enabled`: run the engine inside the ingest. `sweep_s`: how often every schedule of
     every plant is evaluated besides the batches and the calendar (runtime of machines that
-    landed nothing new, webhook retries, schedule changes). `mqtt`: where tasks are published
+    landed nothing new, webhook retries, schedule changes). `batch_interval_s`: the least
+    time between two evaluations of committed machines (those of the commits in between are
+    evaluated together). `mqtt`: where tasks are published
     (unset: not published). Webhook POSTs time out after `webhook_timeout_s`, are retried with
     backoff from `webhook_retry_min_s` to `webhook_retry_max_s`, and given up (status
     `failed`) after `webhook_max_attempts`."""
 
     enabled: bool = True
     sweep_s: float = Field(default=60, gt=0)
+    batch_interval_s: float = Field(default=5, ge=0)
     mqtt: NotifyMqtt | None = None
     webhook_timeout_s: float = Field(default=10, gt=0)
     webhook_retry_min_s: float = Field(default=1, gt=0)

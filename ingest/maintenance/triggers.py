@@ -190,6 +190,20 @@ def next_calendar_at(s: Schedule, last: Last | None) -> datetime | None:
     return due - s.lead_time
 
 
+def meter_since(s: Schedule, last: Last | None) -> datetime | None:
+    """From when `decide` reads the meter of `s` given `last` (None: it reads none), so that
+    the caller can read every schedule's meter at once before deciding."""
+    if s.meter_kind is None:
+        return None
+    if s.trigger_kind == "combined":
+        base = _combined_base(s, last)
+    elif s.mode == "floating":
+        base = _base(s, last)
+    else:
+        return s.anchor_at
+    return None if base is None else base[0]
+
+
 def _combined(s: Schedule, last: Last | None, now: datetime, meter: Meter) -> list[Draft]:
     assert s.calendar is not None and s.interval is not None
     base = _combined_base(s, last)
@@ -197,12 +211,24 @@ def _combined(s: Schedule, last: Last | None, now: datetime, meter: Meter) -> li
         return []
     since, used = base
     n = (last.occurrence if last else 0) + 1
-    due = s.calendar.after(since)
     reading = used + meter(since)
     common = {"due_meter": s.interval, "meter_at_raise": reading,
               "overdue_meter": _late_meter(s, s.interval)}
-    if due - s.lead_time <= now:
-        return [Draft(n, "calendar", due_at=due, overdue_at=_late(s, due, since), **common)]
+    # The calendar part first: every due time passed since the base (several only for a fixed
+    # schedule after the engine was down across them: caught up as the schedule says).
+    drafts: list[Draft] = []
+    previous = since
+    while len(drafts) < MAX_CATCH_UP:
+        due = s.calendar.after(previous)
+        if due - s.lead_time > now:
+            break
+        drafts.append(Draft(n + len(drafts), "calendar", due_at=due,
+                            overdue_at=_late(s, due, previous), **common))
+        previous = due
+        if s.mode == "floating":
+            break
+    if drafts:
+        return _caught_up(s, drafts)
     if reading + s.lead_value >= s.interval:
         return [Draft(n, "meter", due_at=now, **common)]
     return []

@@ -91,7 +91,7 @@ class Simulator:
                 modbus_port=c.modbus_port if self.modbus else None,
                 opcua_port=c.opcua_port if self.opcua else None,
             )
-            self._truth.events(self.plant.initial_states(), ts, 0.0)
+            self._truth.events(self.plant.initial_states(), ts, 0.0, self.plant.snapshots)
 
     async def run(self) -> None:
         """Tick until `stop()`; a late tick runs at once, a tick far behind resets the clock."""
@@ -122,7 +122,7 @@ class Simulator:
                 if self.opcua:
                     await self.opcua.update(snapshots, ts)
             if self._truth:
-                self._truth.events(events, ts, self.plant.t)
+                self._truth.events(events, ts, self.plant.t, snapshots)
 
     def stop(self) -> None:
         """Ask `run()` to return."""

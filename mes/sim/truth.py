@@ -12,6 +12,9 @@ seconds since the start, the same for the same seed and options whatever the wal
   true for a stop meant to be a micro-stop.
 - `cycle`: `machine` completed a cycle; `counter` is the raw 16-bit register value, `total`
   the true number of cycles since the start, `parts` the parts counter.
+- `temperature`: `machine`'s temperature `value` (degrees C) moved by at least
+  TEMPERATURE_STEP from the last one logged (the shipped tag map's deadband): the ground truth
+  of condition rules on the temperature (mes demo).
 - `servers`: the protocol servers went down (`up` false) or came back; the model kept running.
 - `stop`: the run ended cleanly.
 """
@@ -25,7 +28,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from mes.sim.layout import machine_code, reason_code
-from mes.sim.model import Cycle, Event
+from mes.sim.model import Cycle, Event, Snapshot
+
+TEMPERATURE_STEP = 0.1
 
 
 def _event_record(event: Event, ts: str, sim_t: float) -> dict[str, Any]:
@@ -60,10 +65,21 @@ class TruthWriter:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file: IO[str] | None = path.open("a", encoding="utf-8")
+        self._temperatures: dict[int, float] = {}
 
-    def events(self, events: Iterable[Event], ts: datetime, sim_t: float) -> None:
+    def events(self, events: Iterable[Event], ts: datetime, sim_t: float,
+               snapshots: Iterable[Snapshot] = ()) -> None:
+        """One tick: its events, and each machine's temperature that moved enough."""
         stamp = ts.isoformat(timespec="microseconds")
-        self._write(_event_record(e, stamp, sim_t) for e in events)
+        records = [_event_record(e, stamp, sim_t) for e in events]
+        for index, snap in enumerate(snapshots):
+            last = self._temperatures.get(index)
+            if last is None or abs(snap.temperature - last) >= TEMPERATURE_STEP:
+                self._temperatures[index] = snap.temperature
+                records.append({"type": "temperature", "machine": machine_code(index),
+                                "ts": stamp, "sim_t": round(sim_t, 6),
+                                "value": round(snap.temperature, 3)})
+        self._write(records)
 
     def mark(self, kind: str, ts: datetime, **fields: Any) -> None:
         """A `start`, `servers` or `stop` record."""

@@ -29,7 +29,7 @@ BAD_SCHEDULES = [
     ({"name": "x", "machine": "m", "every": "1 day", "cron": "0 6 * * *"}, "not both"),
     ({"name": "x", "machine": "m", "cycles": 100, "lead_meter": 100}, "must be below"),
     ({"name": "x", "machine": "m", "cycles": 100, "lead": "1 day"}, "use lead_meter"),
-    ({"name": "x", "machine": "m", "every": "1 day", "lead": "soon"}, "N minutes, hours"),
+    ({"name": "x", "machine": "m", "every": "1 day", "lead": "soon"}, "N seconds, minutes, hours"),
     ({"name": "x", "machine": "m", "every": "1 day", "anchor": "2026-01-01T06:00"},
      "needs a UTC offset"),
     ({"name": "x", "machine": "m", "runtime_hours": 5, "cycles": 5}, "not both"),

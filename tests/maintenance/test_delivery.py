@@ -85,6 +85,45 @@ def test_a_raised_task_is_published_once_on_its_plants_topic(
     assert row == (0,)
 
 
+def test_the_plants_summary_is_retained_and_counts_its_open_tasks(
+        database: TestDatabase, tenants: Tenants, engine: MaintenanceEngine, clock: Clock,
+        broker_server) -> None:
+    protocol = "mqtt5" if broker_server.supports_mqtt5 else "mqtt311"
+    notifier = MqttNotifier(NotifyMqtt(host=broker_server.host, port=broker_server.port,
+                                       protocol=protocol))
+    got: list[tuple[dict, bool]] = []
+    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"sub-{uuid.uuid4().hex[:6]}")
+    sub.on_message = lambda _c, _u, m: got.append((json.loads(m.payload), m.retain))
+    try:
+        assert notifier.start()
+        task = _raise_one(database, tenants, engine, clock, "b1")
+        tenant = Tenant(tenants.b.id, tenants.b.plants["b1"])
+        with engine.pool.connection() as conn:
+            assert notifier.publish_summary(conn, tenant, clock.now)
+            with database.superuser() as su:
+                expected = su.execute(
+                    "SELECT count(*), count(*) FILTER (WHERE task_kind = 'preventive') "
+                    "FROM mes.pm_tasks WHERE plant_id = %s AND status IN ('open', "
+                    "'acknowledged', 'in_progress')", (tenants.b.plants["b1"],)).fetchone()
+        # A subscriber that comes later gets the summary at once: it is retained.
+        sub.on_connect = lambda c, *_a: c.subscribe("mes/v1/org-b/b1/maintenance/summary",
+                                                    qos=1)
+        sub.connect(broker_server.host, broker_server.port)
+        sub.loop_start()
+        wait_until(lambda: got, 20, "the retained summary")
+    finally:
+        notifier.stop()
+        sub.disconnect()
+        sub.loop_stop()
+    doc, retained = got[0]
+    assert retained and task["status"] == "open"
+    assert (doc["v"], doc["organization"], doc["plant"], doc["open"],
+            doc["by_kind"]["preventive"]) == (1, "org-b", "b1", *expected)
+    assert sum(doc["by_status"].values()) == sum(doc["by_priority"].values()) == doc["open"]
+    assert set(doc) == {"v", "at", "organization", "plant", "open", "by_status", "by_kind",
+                        "by_priority", "overdue", "oldest_due_at"}
+
+
 class Receiver:
     """A webhook receiver on loopback: answers `codes` in turn (then 200), keeps requests."""
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -145,13 +146,16 @@ def test_a_schedule_never_sees_another_organizations_meters_and_tasks_stay_in_th
             assert row == (seen,), tenant
 
 
+@pytest.mark.parametrize("meter", [{}, {"trigger_kind": "combined", "interval_value": 500,
+                                       "meter_kind": "runtime_hours"}],
+                         ids=["calendar", "combined"])
 def test_after_the_engine_was_down_one_overdue_task_is_raised_once(
         database: TestDatabase, tenants: Tenants, engine: MaintenanceEngine,
-        clock: Clock) -> None:
+        clock: Clock, meter: dict[str, Any]) -> None:
     _, machine = add_machine(database, tenants)
-    schedule = add_schedule(database, tenants, machine_id=machine, trigger_kind="calendar",
-                            calendar_every=1, calendar_unit="days", anchor_at=START,
-                            tolerance_pct=50)
+    schedule = add_schedule(database, tenants, machine_id=machine, **{
+        "trigger_kind": "calendar", "calendar_every": 1, "calendar_unit": "days",
+        "anchor_at": START, "tolerance_pct": 50, **meter})
     tenant = Tenant(tenants.a.id, tenants.a1)
     clock.now = START + timedelta(days=5, hours=3)  # down across five due times
     engine.calendar(tenant)
