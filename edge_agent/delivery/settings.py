@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 
 from core.config_model import StrictModel
 from core.mqtt import MqttConnection, TlsConfig
-from core.wire import Kind
+from core.wire import Kind, WireForm
 
 
 class BrokerConfig(MqttConnection):
@@ -34,6 +34,9 @@ class BrokerConfig(MqttConnection):
     # paho's in-flight window (max_inflight_messages_set): QoS 1 messages sent, not yet PUBACKed.
     max_inflight: int = Field(default=20, ge=1, le=65535)
     qos: Literal[1] = 1
+    # Counters and telemetry as columns (envelope v 2, about a third of the bytes) or as one
+    # object per record (v 1, for an ingest older than the columns form).
+    wire_form: WireForm = WireForm.COLUMNS
 
     @model_validator(mode="before")
     @classmethod
