@@ -153,21 +153,14 @@ class Outbox:
         self._committer.start()
 
     @classmethod
-    def open(
-        cls,
-        config: OutboxConfig,
-        gateway: str,
-        *,
-        form: WireForm = WireForm.COLUMNS,
-        piece_records: int = 500,
-    ) -> Outbox:
+    def open(cls, config: OutboxConfig, gateway: str, **options: Any) -> Outbox:
         """Open (creating if needed) the outbox file; raises OutboxInUse if another has it.
 
-        Records are stored in `form` (`core.wire.form_of`: the form applies to counters and
-        telemetry), in pieces of at most `piece_records` (the publisher's records per message,
-        so that a piece fits a message whole)."""
+        `options` are the constructor's: records are stored in `form` (`core.wire.form_of`:
+        the form applies to counters and telemetry), in pieces of at most `piece_records` (the
+        publisher's records per message, so that a piece fits a message whole)."""
         config.path.parent.mkdir(parents=True, exist_ok=True)
-        return cls(config, gateway, form=form, piece_records=piece_records)
+        return cls(config, gateway, **options)
 
     def __enter__(self) -> Outbox:
         return self
@@ -406,8 +399,10 @@ class Outbox:
         while not self._stop.wait(interval):
             try:
                 self._commit()
-            except sqlite3.Error:
+            except Exception:
                 # Kept in memory and retried next interval; a full disk must be loud, not fatal.
+                # So must a record that cannot be encoded (records are encoded here, in groups):
+                # the thread that commits everything else must not end on it.
                 log.exception(
                     "outbox commit failed; will retry", extra={"path": str(self.config.path)}
                 )
