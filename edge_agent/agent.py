@@ -159,7 +159,12 @@ class EdgeAgent:
         for driver in self.drivers.values():
             driver.pace = self.pace
         self._pacing: PaceController | None = None
-        self.outbox = Outbox.open(config.outbox, gw.gateway)
+        self.outbox = Outbox.open(
+            config.outbox,
+            gw.gateway,
+            form=config.broker.wire_form,
+            piece_records=config.broker.max_records_per_message,
+        )
         try:
             self.machines = {m.code: self._machine(m) for m in config.machines}
             self.publisher = Publisher(

@@ -4,13 +4,18 @@ Data flows through it in three steps (docs/edge-agent.md, "The outbox"):
 
 1. `add()` takes a record from the state layer into memory; a background thread commits what
    was added every `commit_interval_ms`, in one transaction (group commit), so durability costs
-   one disk flush per interval, not per record. A record is safe from a crash (even SIGKILL, and
-   with `synchronous=FULL` from a power cut) once its group has committed; `flush()` commits now.
-2. `assemble()` turns pending records that are due (added before the last `mark_due()`, the
+   one disk flush per interval, not per record. A group's records are stored as one row per
+   kind, a *piece*: already encoded as its part of a message body (`core.wire.encode_piece`:
+   record objects, or a block of columns for counters and telemetry in the columns form), so
+   that a record costs SQLite nothing of its own. A record is safe from a crash (even SIGKILL,
+   and with `synchronous=FULL` from a power cut) once its group has committed; `flush()`
+   commits now.
+2. `assemble()` turns pending pieces that are due (committed before the last `mark_due()`, the
    publisher's flush tick) into messages: one envelope of one kind, at most `max_records`
-   records, the gateway's next `seq`. The message is committed before it is returned, so it is
-   stored before it is published, and after a restart it is published again with the same seq
-   and the same payload. Kinds take turns (see `assemble`).
+   records, the gateway's next `seq`, made by splicing pieces (a piece too large for one message
+   is split). The message is committed before it is returned, so it is stored before it is
+   published, and after a restart it is published again with the same seq and the same payload.
+   Kinds take turns (see `assemble`).
 3. `ack(seq)` (on PUBACK) removes a message; the delete rides on the next group commit, so an
    ack lost to a crash only means one harmless duplicate.
 
@@ -36,30 +41,32 @@ from typing import Any
 import msgspec
 
 from core.wire import (
-    ENVELOPES,
     KIND_OF,
+    PAYLOAD_OVERHEAD,
     RECORD_KINDS,
     Kind,
     Record,
-    encode,
+    WireForm,
+    decode_piece,
+    encode_piece,
+    form_of,
+    payload,
 )
 from edge_agent.delivery.outbox_bound import Bound
 from edge_agent.delivery.settings import OutboxConfig
 
 log = logging.getLogger(__name__)
 
-# Envelope bytes around the records: {"v":1,"gateway":"...","seq":N,"sent_at":"...","records":[]}
-_ENVELOPE_OVERHEAD = 200
-_NO_RECORDS = b'"records":[]}'
-
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS record (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: ids order the records and mark_due
+CREATE TABLE IF NOT EXISTS piece (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: ids order the pieces and mark_due
     kind TEXT NOT NULL,
-    added_at REAL NOT NULL,
-    body BLOB NOT NULL
+    form TEXT NOT NULL,      -- core.wire.WireForm of body
+    added_at REAL NOT NULL,  -- when its first record was handed over
+    n INTEGER NOT NULL,      -- records in body
+    body BLOB NOT NULL       -- core.wire.encode_piece
 );
-CREATE INDEX IF NOT EXISTS record_kind_id ON record (kind, id);
+CREATE INDEX IF NOT EXISTS piece_kind_id ON piece (kind, id);
 CREATE TABLE IF NOT EXISTS message (
     seq INTEGER PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -88,7 +95,7 @@ class StoredMessage:
 
 @dataclass(frozen=True, slots=True)
 class OutboxDepth:
-    """What the outbox holds, for metrics; `bytes` counts record and message payloads."""
+    """What the outbox holds, for metrics; `bytes` counts the stored pieces and messages."""
 
     records: int
     messages: int
@@ -104,15 +111,21 @@ class Outbox:
         config: OutboxConfig,
         gateway: str,
         *,
+        form: WireForm = WireForm.COLUMNS,
+        piece_records: int = 500,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.gateway = gateway
+        self.form = form
+        self._piece_records = piece_records
         self._clock = clock
         self._db_lock = threading.Lock()
         self._buf_lock = threading.Lock()
-        self._buf: list[tuple[str, float, bytes]] = []
-        self._buf_bytes = 0
+        # Records handed over and not yet committed, by kind, with when the first came.
+        self._buf: dict[Kind, list[Record]] = {}
+        self._buf_at: dict[Kind, float] = {}
+        self._buf_n = 0
         self._state_buf: dict[str, bytes] = {}
         self._ack_buf: list[int] = []
         self._acked: set[int] = set()
@@ -127,9 +140,10 @@ class Outbox:
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA busy_timeout=5000")
         self._conn.executescript(_SCHEMA)
+        _upgrade(self._conn)
         self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('next_seq', 1)")
         self._next_seq = self._meta("next_seq")
-        self._due_id = self._max_record_id()  # everything stored before a restart is due
+        self._due_id = self._max_piece_id()  # everything stored before a restart is due
         self.bound = Bound(config, clock=clock)
         self.bound.load(self._conn)
         self._stop = threading.Event()
@@ -139,10 +153,14 @@ class Outbox:
         self._committer.start()
 
     @classmethod
-    def open(cls, config: OutboxConfig, gateway: str) -> Outbox:
-        """Open (creating if needed) the outbox file; raises OutboxInUse if another has it."""
+    def open(cls, config: OutboxConfig, gateway: str, **options: Any) -> Outbox:
+        """Open (creating if needed) the outbox file; raises OutboxInUse if another has it.
+
+        `options` are the constructor's: records are stored in `form` (`core.wire.form_of`:
+        the form applies to counters and telemetry), in pieces of at most `piece_records` (the
+        publisher's records per message, so that a piece fits a message whole)."""
         config.path.parent.mkdir(parents=True, exist_ok=True)
-        return cls(config, gateway)
+        return cls(config, gateway, **options)
 
     def __enter__(self) -> Outbox:
         return self
@@ -162,11 +180,17 @@ class Outbox:
         """Hand several records over at once; `state` (key -> JSON-able value, as `put_state`)
         is kept in the same group commit as them, so neither survives a crash without the other."""
         now = self._clock()
-        rows = [(KIND_OF[type(r)].value, now, self._encoder.encode(r)) for r in records]
         states = {k: self._encoder.encode(v) for k, v in (state or {}).items()}
         with self._buf_lock:
-            self._buf.extend(rows)
-            self._buf_bytes += sum(len(r[2]) for r in rows)
+            buf = self._buf
+            for r in records:
+                kind = KIND_OF[type(r)]
+                pending = buf.get(kind)
+                if pending is None:
+                    buf[kind] = pending = []
+                    self._buf_at[kind] = now
+                pending.append(r)
+                self._buf_n += 1
             self._state_buf.update(states)
 
     def put_state(self, key: str, value: Any) -> None:
@@ -199,7 +223,7 @@ class Outbox:
         """Make every record added so far eligible for `assemble()` (the flush tick)."""
         self._commit()
         with self._db_lock:
-            self._due_id = self._max_record_id()
+            self._due_id = self._max_piece_id()
             self._exhausted.clear()
 
     def assemble(
@@ -255,39 +279,59 @@ class Outbox:
         self, kind: Kind, seq: int, max_records: int, max_bytes: int
     ) -> StoredMessage | None:
         rows = self._conn.execute(
-            "SELECT id, added_at, body FROM record WHERE kind = ? AND id <= ? ORDER BY id LIMIT ?",
+            "SELECT id, form, added_at, n, length(body) FROM piece WHERE kind = ? AND id <= ?"
+            " ORDER BY id LIMIT ?",
             (kind.value, self._due_id, max_records),
         ).fetchall()
         if not rows:
             return None
-        size = _ENVELOPE_OVERHEAD
-        take = 0
-        for _, _, body in rows:
-            size += len(body) + 1
-            if take and size > max_bytes:
+        form = WireForm(rows[0][1])
+        budget = max_bytes - PAYLOAD_OVERHEAD
+        take = n = size = 0
+        for _, piece_form, _, count, length in rows:
+            if piece_form != form.value or n + count > max_records or size + length > budget:
                 break
-            take += 1
-        rows = rows[:take]
-        bodies = [r[2] for r in rows]
-        # The stored bodies are the records' JSON already: splice them into the envelope's
-        # `records` (its last field) instead of decoding and encoding them again; the bytes are
-        # those `encode` would make of the decoded records.
-        empty = encode(
-            ENVELOPES[kind](v=1, gateway=self.gateway, seq=seq, sent_at=datetime.now(UTC),
-                            records=[])
-        )  # fmt: skip
-        assert empty.endswith(_NO_RECORDS), empty
-        payload = b"".join((empty[: -len(_NO_RECORDS)], b'"records":[', b",".join(bodies), b"]}"))
-        oldest = min(r[1] for r in rows)
+            take, n, size = take + 1, n + count, size + length + 1
+        last = rows[max(take, 1) - 1][0]
+        pieces = [body for (body,) in self._conn.execute(
+            "SELECT body FROM piece WHERE kind = ? AND id <= ? ORDER BY id LIMIT ?",
+            (kind.value, last, max(take, 1)),
+        )]  # fmt: skip
+        if take:
+            self._conn.execute("DELETE FROM piece WHERE kind = ? AND id <= ?", (kind.value, last))
+            stored = size - take
+        else:  # the first piece alone is too large: split it
+            pieces, n, stored = self._split(kind, form, last, pieces[0], max_records, budget)
+        body = payload(kind, form, self.gateway, seq, datetime.now(UTC), pieces)
+        oldest = min(r[2] for r in rows[: max(take, 1)])
         self._conn.execute(
-            "DELETE FROM record WHERE kind = ? AND id <= ?", (kind.value, rows[-1][0])
+            "INSERT INTO message VALUES (?, ?, ?, ?, ?)", (seq, kind.value, oldest, n, body)
         )
-        self._conn.execute(
-            "INSERT INTO message VALUES (?, ?, ?, ?, ?)",
-            (seq, kind.value, oldest, len(rows), payload),
-        )
-        self.bound.moved(kind, len(rows), sum(len(b) for b in bodies), len(payload))
-        return StoredMessage(seq, kind, payload, len(rows))
+        self.bound.moved(kind, n, stored, len(body))
+        return StoredMessage(seq, kind, body, n)
+
+    def _split(
+        self, kind: Kind, form: WireForm, piece_id: int, body: bytes, max_records: int,
+        budget: int,
+    ) -> tuple[list[bytes], int, int]:
+        """Cut from the front of a stored piece the records one message can take; the rest
+        stays stored under the same id. Returns ([the cut piece], its records, the stored
+        bytes that left)."""
+        records = decode_piece(kind, form, body)
+        take = min(len(records), max_records)
+        head = encode_piece(kind, form, records[:take])
+        while take > 1 and len(head) > budget:  # shrink in proportion: sizes are even enough
+            take = max(1, min(take - 1, take * budget // len(head)))
+            head = encode_piece(kind, form, records[:take])
+        rest = encode_piece(kind, form, records[take:]) if take < len(records) else b""
+        if rest:
+            self._conn.execute(
+                "UPDATE piece SET n = ?, body = ? WHERE id = ?",
+                (len(records) - take, rest, piece_id),
+            )
+        else:
+            self._conn.execute("DELETE FROM piece WHERE id = ?", (piece_id,))
+        return [head], take, len(body) - len(rest)
 
     def stored(
         self, *, exclude: Collection[int] = (), skip_kinds: Collection[Kind] = (), limit: int
@@ -325,8 +369,8 @@ class Outbox:
     def depth(self) -> OutboxDepth:
         """Pending records (stored and not yet committed), stored messages, bytes, oldest age."""
         with self._buf_lock:
-            buf_n, buf_bytes = len(self._buf), self._buf_bytes
-            buf_oldest = self._buf[0][1] if self._buf else None
+            buf_n = self._buf_n
+            buf_oldest = min(self._buf_at.values(), default=None)
         with self._db_lock:
             oldest = self.bound.oldest(self._conn)
         if oldest is None:
@@ -334,7 +378,7 @@ class Outbox:
         return OutboxDepth(
             records=self.bound.records + buf_n,
             messages=self.bound.messages,
-            bytes=self.bound.bytes + buf_bytes,
+            bytes=self.bound.bytes,
             oldest_age_s=None if oldest is None else max(0.0, self._clock() - oldest),
         )
 
@@ -355,8 +399,10 @@ class Outbox:
         while not self._stop.wait(interval):
             try:
                 self._commit()
-            except sqlite3.Error:
+            except Exception:
                 # Kept in memory and retried next interval; a full disk must be loud, not fatal.
+                # So must a record that cannot be encoded (records are encoded here, in groups):
+                # the thread that commits everything else must not end on it.
                 log.exception(
                     "outbox commit failed; will retry", extra={"path": str(self.config.path)}
                 )
@@ -364,15 +410,19 @@ class Outbox:
     def _commit(self) -> None:
         with self._db_lock:
             with self._buf_lock:
-                rows, self._buf, self._buf_bytes = self._buf, [], 0
+                buf, self._buf = self._buf, {}
+                buf_at, self._buf_at = self._buf_at, {}
+                buf_n, self._buf_n = self._buf_n, 0
                 states, self._state_buf = self._state_buf, {}
                 acks, self._ack_buf = self._ack_buf, []
-            if not (rows or states or acks or self.bound.check_due()):
+            if not (buf or states or acks or self.bound.check_due()):
                 return
             try:
+                rows = self._pieces(buf, buf_at)
                 self._conn.execute("BEGIN IMMEDIATE")
                 self._conn.executemany(
-                    "INSERT INTO record (kind, added_at, body) VALUES (?, ?, ?)", rows
+                    "INSERT INTO piece (kind, form, added_at, n, body) VALUES (?, ?, ?, ?, ?)",
+                    rows,
                 )
                 self._conn.executemany(
                     "INSERT OR REPLACE INTO agent_state VALUES (?, ?)", states.items()
@@ -387,16 +437,34 @@ class Outbox:
                 self.bound.enforce(self._conn)
                 self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
                 self.bound.load(self._conn)
                 with self._buf_lock:  # nothing handed over is lost to a failed commit
-                    self._buf[:0] = rows
-                    self._buf_bytes += sum(len(r[2]) for r in rows)
+                    for kind, records in buf.items():
+                        self._buf[kind] = records + self._buf.get(kind, [])
+                        self._buf_at[kind] = buf_at[kind]
+                    self._buf_n += buf_n
                     self._state_buf = {**states, **self._state_buf}
                     self._ack_buf[:0] = acks
                 raise
         with self._buf_lock:
             self._acked.difference_update(acks)
+
+    def _pieces(
+        self, buf: Mapping[Kind, list[Record]], buf_at: Mapping[Kind, float]
+    ) -> list[tuple[str, str, float, int, bytes]]:
+        """The rows of the `piece` table for records handed over, in pieces of at most
+        `piece_records`, in the order they came."""
+        rows = []
+        size = self._piece_records
+        for kind, records in buf.items():
+            form = form_of(kind, self.form)
+            for i in range(0, len(records), size):
+                part = records[i : i + size]
+                rows.append((kind.value, form.value, buf_at[kind], len(part),
+                             encode_piece(kind, form, part)))  # fmt: skip
+        return rows
 
     def close(self) -> None:
         """Commit what is pending, stop the commit thread and close the file."""
@@ -410,8 +478,41 @@ class Outbox:
     def _meta(self, key: str) -> int:
         return self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
 
-    def _max_record_id(self) -> int:
-        return self._conn.execute("SELECT coalesce(max(id), 0) FROM record").fetchone()[0]
+    def _max_piece_id(self) -> int:
+        return self._conn.execute("SELECT coalesce(max(id), 0) FROM piece").fetchone()[0]
+
+
+def _upgrade(conn: sqlite3.Connection) -> None:
+    """Records left by an agent that stored one row per record (table `record`, bodies in the
+    records form) become pieces, in order, so that an upgrade loses nothing."""
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'record'").fetchone():
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        open_pieces: dict[str, tuple[float, list[bytes]]] = {}
+        insert = "INSERT INTO piece (kind, form, added_at, n, body) VALUES (?, ?, ?, ?, ?)"
+
+        def store(kind: str) -> None:
+            added_at, bodies = open_pieces.pop(kind)
+            conn.execute(insert, (kind, WireForm.RECORDS.value, added_at, len(bodies),
+                                  b",".join(bodies)))  # fmt: skip
+
+        for kind, added_at, body in conn.execute(
+            "SELECT kind, added_at, body FROM record ORDER BY id"
+        ):
+            open_pieces.setdefault(kind, (added_at, []))[1].append(body)
+            if len(open_pieces[kind][1]) >= _UPGRADE_PIECE:
+                store(kind)
+        for kind in list(open_pieces):
+            store(kind)
+        conn.execute("DROP TABLE record")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+_UPGRADE_PIECE = 500
 
 
 def _lock(config: OutboxConfig) -> Any:

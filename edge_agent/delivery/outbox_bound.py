@@ -1,12 +1,13 @@
 """The outbox's bound: what it holds (counted in memory) and what it drops at the limit.
 
-Sizes are payload bytes (record bodies and message payloads), not the file's size: SQLite adds
+Sizes are payload bytes (stored pieces and message payloads), not the file's size: SQLite adds
 its own overhead (roughly the index and page slack) on top, and a file does not shrink when
 data leaves it; its free pages are reused.
 
 At `max_bytes` the outbox drops pending records in `DROP_ORDER` (telemetry first, downtime
-last), oldest first, down to 90 % of the bound so that a full outbox drops in a few large steps
-rather than a few records at every commit. Only when no pending record is left are stored
+last), oldest first, whole pieces (one group commit's records of a kind) at a time, down to
+90 % of the bound so that a full outbox drops in a few large steps rather than a few records at
+every commit. Only when no pending record is left are stored
 messages dropped, in the same order of kinds; the seq gap this leaves is what the ingest's gap
 detection is for. Anything older than `max_age_s` is dropped too. Every drop is counted by kind
 and logged as a warning.
@@ -52,7 +53,7 @@ class Bound:
         self.rec_count.clear()
         self.rec_bytes.clear()
         for kind, n, size in conn.execute(
-            "SELECT kind, count(*), sum(length(body)) FROM record GROUP BY kind"
+            "SELECT kind, sum(n), sum(length(body)) FROM piece GROUP BY kind"
         ):
             self.rec_count[kind] = n
             self.rec_bytes[kind] = size
@@ -68,13 +69,14 @@ class Bound:
     def bytes(self) -> int:
         return sum(self.rec_bytes.values()) + self.msg_bytes
 
-    def added(self, rows: Iterable[tuple[str, float, bytes]]) -> None:
-        for kind, _, body in rows:
-            self.rec_count[kind] += 1
+    def added(self, rows: Iterable[tuple[str, str, float, int, bytes]]) -> None:
+        """Pieces stored: rows of the outbox's `piece` table (kind, form, added_at, n, body)."""
+        for kind, _, _, n, body in rows:
+            self.rec_count[kind] += n
             self.rec_bytes[kind] += len(body)
 
     def moved(self, kind: Kind, n: int, record_bytes: int, payload_bytes: int) -> None:
-        """`n` records of `kind` became one message."""
+        """`n` records of `kind`, stored in `record_bytes` of pieces, became one message."""
         self.rec_count[kind.value] -= n
         self.rec_bytes[kind.value] -= record_bytes
         self.messages += 1
@@ -86,7 +88,7 @@ class Bound:
 
     def oldest(self, conn: sqlite3.Connection) -> float | None:
         """When the oldest record still held was added (pending or inside a message)."""
-        first = conn.execute("SELECT added_at FROM record ORDER BY id LIMIT 1").fetchone()
+        first = conn.execute("SELECT added_at FROM piece ORDER BY id LIMIT 1").fetchone()
         msg = conn.execute("SELECT min(oldest_at) FROM message").fetchone()
         times = [t for t in ((first or (None,))[0], msg[0]) if t is not None]
         return min(times) if times else None
@@ -115,15 +117,16 @@ class Bound:
         for kind in DROP_ORDER:
             while self.bytes > target and self.rec_count[kind.value] > 0:
                 rows = conn.execute(
-                    "SELECT id, length(body) FROM record WHERE kind = ? ORDER BY id LIMIT ?",
+                    "SELECT id, n, length(body) FROM piece WHERE kind = ? ORDER BY id LIMIT ?",
                     (kind.value, _CHUNK),
                 ).fetchall()
-                freed = n = 0
-                while n < len(rows) and self.bytes - freed > target:
-                    freed += rows[n][1]
-                    n += 1
+                freed = n = i = 0
+                while i < len(rows) and self.bytes - freed > target:
+                    n += rows[i][1]
+                    freed += rows[i][2]
+                    i += 1
                 conn.execute(
-                    "DELETE FROM record WHERE kind = ? AND id <= ?", (kind.value, rows[n - 1][0])
+                    "DELETE FROM piece WHERE kind = ? AND id <= ?", (kind.value, rows[i - 1][0])
                 )
                 self.rec_count[kind.value] -= n
                 self.rec_bytes[kind.value] -= freed
@@ -142,10 +145,10 @@ class Bound:
 
     def _drop_older(self, conn: sqlite3.Connection, cutoff: float, dropped: Counter[Kind]) -> None:
         for kind in DROP_ORDER:
-            # Records are added in time order, so the expired ones are a prefix by id.
+            # Pieces are stored in time order, so the expired ones are a prefix by id.
             while True:
                 rows = conn.execute(
-                    "SELECT id, added_at, length(body) FROM record WHERE kind = ?"
+                    "SELECT id, added_at, n, length(body) FROM piece WHERE kind = ?"
                     " ORDER BY id LIMIT ?",
                     (kind.value, _CHUNK),
                 ).fetchall()
@@ -153,11 +156,12 @@ class Bound:
                 if not old:
                     break
                 conn.execute(
-                    "DELETE FROM record WHERE kind = ? AND id <= ?", (kind.value, old[-1][0])
+                    "DELETE FROM piece WHERE kind = ? AND id <= ?", (kind.value, old[-1][0])
                 )
-                self.rec_count[kind.value] -= len(old)
-                self.rec_bytes[kind.value] -= sum(r[2] for r in old)
-                dropped[kind] += len(old)
+                n = sum(r[2] for r in old)
+                self.rec_count[kind.value] -= n
+                self.rec_bytes[kind.value] -= sum(r[3] for r in old)
+                dropped[kind] += n
                 if len(old) < len(rows):
                     break
             for n, size in conn.execute(

@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 
 from core.config_model import StrictModel
 from core.mqtt import MqttConnection, TlsConfig
-from core.wire import Kind
+from core.wire import Kind, WireForm
 
 
 class BrokerConfig(MqttConnection):
@@ -34,6 +34,9 @@ class BrokerConfig(MqttConnection):
     # paho's in-flight window (max_inflight_messages_set): QoS 1 messages sent, not yet PUBACKed.
     max_inflight: int = Field(default=20, ge=1, le=65535)
     qos: Literal[1] = 1
+    # Counters and telemetry as columns (envelope v 2, about a third of the bytes) or as one
+    # object per record (v 1, for an ingest older than the columns form).
+    wire_form: WireForm = WireForm.COLUMNS
 
     @model_validator(mode="before")
     @classmethod
@@ -68,10 +71,11 @@ class OutboxConfig(StrictModel):
     `commit_interval_ms`, so durability does not cost one disk flush per record; a record is
     safe once the group holding it has committed (or after `Outbox.flush()`).
 
-    Sizing: a record is 80 to 120 bytes of JSON and the SQLite file takes about twice the
-    payload (index, page slack), so the default 1 GiB holds some 10 million records in a file
-    of about 2 GiB: an hour of 3,000 records per second. Only changes are records (telemetry
-    after its deadband), so that is far more than an hour for most gateways.
+    Sizing: a counter or telemetry record is about 30 bytes in the columns form (80 to 120
+    bytes as one JSON object: the records form, and every state and downtime record), so the
+    default 1 GiB holds some 30 million of them, over three hours of 3,000 records per second;
+    the SQLite file takes up to twice the payload (page slack, free pages). Only changes are
+    records (telemetry after its deadband), so that is far more for most gateways.
     """
 
     path: Path

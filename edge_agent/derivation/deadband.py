@@ -31,6 +31,11 @@ class TelemetryFilter:
     # The snapshot of the last published value, made once per publish rather than once per
     # tracker snapshot (every second, for every analog tag of every machine).
     _saved: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    # The name on the wire (spec.published_name), looked up once rather than at every publish.
+    name: str = field(default="", init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.name = self.spec.published_name
 
     def moved(self, value: float) -> bool:
         """Whether `value` is past every deadband from the last published value."""
@@ -70,14 +75,14 @@ class TelemetryFilter:
 
     def _send(self, ts: datetime, value: float) -> list[TelemetryRecord]:
         self.sent_value, self.sent_ts, self.pending, self._saved = value, ts, None, None
-        return [TelemetryRecord(self.machine, self.spec.published_name, ts, value)]
+        return [TelemetryRecord(self.machine, self.name, ts, value)]
 
     def snapshot(self) -> dict[str, Any]:
         """JSON-serialisable state (a pending move is dropped: the next read supersedes it)."""
         if self._saved is None:
             self._saved = {
                 "sent_value": self.sent_value,
-                "sent_ts": self.sent_ts.isoformat() if self.sent_ts else None,
+                "sent_ts": _iso(self.sent_ts) if self.sent_ts else None,
             }
         return self._saved
 
@@ -91,3 +96,21 @@ class TelemetryFilter:
             sent_value=data.get("sent_value"),
             sent_ts=datetime.fromisoformat(sent_ts) if sent_ts else None,
         )
+
+
+class _LastIso:
+    """`datetime.isoformat` remembering its last argument: the tags of one read are published
+    with one time object, so a tracker's snapshot formats it once, not once per tag."""
+
+    def __init__(self) -> None:
+        self._last: tuple[datetime | None, str] = (None, "")
+
+    def __call__(self, ts: datetime) -> str:
+        last, text = self._last
+        if ts is not last:
+            text = ts.isoformat()
+            self._last = (ts, text)
+        return text
+
+
+_iso = _LastIso()

@@ -164,6 +164,14 @@ class MachineTracker:
         self._hb_next: int | None = None
         self._counters = [CounterTotal(spec, code) for spec in rules.counters]
         self._telemetry = [TelemetryFilter(spec, code) for spec in rules.telemetry]
+        self._keep_telemetry()
+
+    def _keep_telemetry(self) -> None:
+        """Start keeping the telemetry part of `snapshot()` up to date: the entries of filters
+        that published since the last snapshot are made again, the rest are kept (a machine has
+        up to hundreds of analog tags; a read moves some of them)."""
+        self._telemetry_saved = {t.name: t.snapshot() for t in self._telemetry}
+        self._telemetry_sent: dict[str, TelemetryFilter] = {}
 
     @property
     def state(self) -> MachineState | None:
@@ -219,7 +227,10 @@ class MachineTracker:
         for telemetry in self._telemetry:
             tag = telemetry.spec.tag
             if tag in values and tag not in errors:
-                out.extend(telemetry.observe(ts, values[tag]))
+                sent = telemetry.observe(ts, values[tag])
+                if sent:
+                    out += sent
+                    self._telemetry_sent[telemetry.name] = telemetry
         return out
 
     def tick(self, now: datetime) -> list[Record]:
@@ -235,7 +246,10 @@ class MachineTracker:
         for counter in self._counters:
             out.extend(counter.flush(now))
         for telemetry in self._telemetry:
-            out.extend(telemetry.flush(now))
+            sent = telemetry.flush(now)
+            if sent:
+                out += sent
+                self._telemetry_sent[telemetry.name] = telemetry
         return out
 
     def stop_observing(self, now: datetime) -> list[Record]:
@@ -358,8 +372,15 @@ class MachineTracker:
                 "category": stop.category.value,
             },
             "counters": {c.spec.published_name: c.snapshot() for c in self._counters},
-            "telemetry": {t.spec.published_name: t.snapshot() for t in self._telemetry},
+            "telemetry": self._telemetry_snapshot(),
         }
+
+    def _telemetry_snapshot(self) -> dict[str, Any]:
+        saved = self._telemetry_saved
+        for name, t in self._telemetry_sent.items():
+            saved[name] = t.snapshot()
+        self._telemetry_sent.clear()
+        return dict(saved)
 
     @classmethod
     def restore(cls, code: str, rules: MachineRules, snapshot: Mapping[str, Any]) -> MachineTracker:
@@ -404,4 +425,5 @@ class MachineTracker:
             else t
             for t in tracker._telemetry
         ]
+        tracker._keep_telemetry()
         return tracker

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
+import msgspec
+
 from core.config_model import StrictModel
 
 if TYPE_CHECKING:
@@ -22,11 +24,12 @@ if TYPE_CHECKING:
 Value = bool | int | float | str | None
 
 
-@dataclass(slots=True)
-class TagReading:
+class TagReading(msgspec.Struct, gc=False):
     """A tag's value at `ts` (UTC: when the PLC showed it, never earlier; see the drivers); on
     failure `value` is None, `error` set. Read-only by convention: one is made per value read,
-    and a frozen dataclass takes four times as long to construct."""
+    so it is the cheapest object to make with attributes: a msgspec struct, built in C and left
+    out of the garbage collector (it holds no container, so it can be in no reference cycle),
+    several times cheaper than a slots dataclass (a frozen one is four times dearer still)."""
 
     machine: str
     tag: str

@@ -28,7 +28,11 @@ After a warm-up the benchmark measures, over the same interval:
 - Modbus requests issued against the minimum the map needs: per poll and unit, the registers
   each table spans divided by the per-request limit, rounded up (exact here: the simulator's
   registers are contiguous), times the polls made;
-- records handed to the outbox and acknowledged by the broker, and the backlog left.
+- records handed to the outbox and acknowledged by the broker, and the backlog left;
+- bytes on the wire (MQTT PUBLISH packets: header, topic, payload) per value read and per value
+  published, in the form the agent publishes (`--wire-form`, columns by default) and, for the
+  same messages, in the other form (each message's records encoded again, after the run), with
+  the ratio: the columns form (envelope v 2) against the records form (v 1).
 
 It ends with one JSON line (`{"bench": "edge", ...}`) for scripts, after a human summary.
 """
@@ -41,6 +45,7 @@ import json
 import math
 import os
 import resource
+import struct
 import sys
 import tempfile
 import time
@@ -48,9 +53,11 @@ from collections import defaultdict
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+from core.wire import RECORD_KINDS, Kind, Topic, WireForm, decode, encode_piece, form_of, payload
 from edge_agent.agent import EdgeAgent
+from edge_agent.delivery.outbox import Outbox, StoredMessage
 from edge_agent.drivers.modbus.config import ModbusDevice, ModbusTag
 from edge_agent.drivers.modbus.driver import ModbusDriver
 from edge_agent.tagmap import AgentConfig
@@ -75,6 +82,7 @@ class BenchOptions:
     seed: int = 1
     protocols: tuple[Protocol, ...] = (Protocol.MODBUS, Protocol.OPCUA)
     modbus_depth: int = 1
+    wire_form: WireForm = WireForm.COLUMNS
 
 
 @dataclass(frozen=True)
@@ -144,6 +152,69 @@ def _sample(agent: EdgeAgent, helpers: dict[str, int]) -> _Sample:
     )
 
 
+class WireTap:
+    """Keeps the payload of every message the outbox assembles while `on`, in a file (holding
+    them would grow the agent's memory), to size them in both wire forms after the run.
+
+    It wraps `outbox.assemble`, which makes each message once: one write per message (tens a
+    second) is all it costs the agent while measuring.
+    """
+
+    _HEAD = struct.Struct("<BI")
+
+    def __init__(self, path: Path, outbox: Outbox) -> None:
+        self.on = False
+        self._form = outbox.form
+        self._path = path
+        self._file: IO[bytes] = path.open("wb")
+        assemble = outbox.assemble
+
+        def tapped(*args: Any, **kwargs: Any) -> list[StoredMessage]:
+            messages = assemble(*args, **kwargs)
+            if self.on:
+                for m in messages:
+                    self._file.write(self._HEAD.pack(RECORD_KINDS.index(m.kind), len(m.payload)))
+                    self._file.write(m.payload)
+            return messages
+
+        outbox.assemble = tapped  # type: ignore[method-assign]
+
+    def sizes(self, topics: dict[Kind, str], v5: bool) -> dict[str, Any]:
+        """Messages and records seen, and their bytes in each form: payloads and PUBLISH
+        packets. The form published is measured; the other is the same records encoded."""
+        self._file.close()
+        data = self._path.read_bytes()
+        totals = dict.fromkeys(["messages", "records", *(f"{f}_{what}" for f in WireForm
+                                                         for what in ("payload", "packet"))], 0)
+        at = 0
+        while at < len(data):
+            index, length = self._HEAD.unpack_from(data, at)
+            at += self._HEAD.size
+            kind, sent = RECORD_KINDS[index], data[at : at + length]
+            at += length
+            envelope = decode(kind, sent)
+            totals["messages"] += 1
+            totals["records"] += len(envelope.records)  # type: ignore[attr-defined]
+            for form in WireForm:
+                if form_of(kind, form) is form_of(kind, self._form):
+                    size = len(sent)
+                else:
+                    size = len(payload(kind, form, envelope.gateway, envelope.seq,
+                                       envelope.sent_at, [encode_piece(
+                                           kind, form, envelope.records)]))  # type: ignore[attr-defined]
+                totals[f"{form}_payload"] += size
+                totals[f"{form}_packet"] += packet_bytes(topics[kind], size, v5)
+        return totals
+
+
+def packet_bytes(topic: str, payload_bytes: int, v5: bool) -> int:
+    """The size of a QoS 1 MQTT PUBLISH packet: fixed header, topic, packet id, properties
+    (MQTT 5: none, one length byte), payload."""
+    remaining = 2 + len(topic.encode()) + 2 + (1 if v5 else 0) + payload_bytes
+    length_bytes = next(n for n in (1, 2, 3, 4) if remaining < 128**n)  # a varint
+    return 1 + length_bytes + remaining
+
+
 def minimum_requests_per_poll(config: AgentConfig) -> tuple[int, int]:
     """(requests one poll of every Modbus unit needs at least, tags those polls read), from
     the registers each (unit, table) spans and the per-request limits."""
@@ -167,12 +238,13 @@ def minimum_requests_per_poll(config: AgentConfig) -> tuple[int, int]:
 
 
 def bench_config(
-    sim: SimConfig, broker: BrokerServer, outbox: Path, hz: float, modbus_depth: int = 1
+    sim: SimConfig, broker: BrokerServer, outbox: Path, hz: float, modbus_depth: int = 1,
+    wire_form: WireForm = WireForm.COLUMNS,
 ) -> AgentConfig:
-    """The simulator's tag map for `sim`, publishing to `broker`, Modbus requests pipelined
-    `modbus_depth` deep."""
+    """The simulator's tag map for `sim`, publishing to `broker` in `wire_form`, Modbus
+    requests pipelined `modbus_depth` deep."""
     data = build(sim, poll_interval_s=1 / hz)
-    data["broker"].update(port=broker.port)
+    data["broker"].update(port=broker.port, wire_form=wire_form.value)
     data["outbox"]["path"] = str(outbox)
     for device in data["devices"]:
         if device["protocol"] == "modbus":
@@ -181,7 +253,7 @@ def bench_config(
 
 
 async def _measure(
-    agent: EdgeAgent, opts: BenchOptions, out: Any, helpers: dict[str, int]
+    agent: EdgeAgent, opts: BenchOptions, out: Any, helpers: dict[str, int], tap: WireTap
 ) -> tuple[list[_Sample], int]:
     """Samples from the end of the warm-up to the end, and the outbox's backlog then."""
     stop = asyncio.Event()
@@ -190,6 +262,7 @@ async def _measure(
         deadline = time.monotonic() + opts.warmup_s
         while time.monotonic() < deadline and not task.done():
             await asyncio.sleep(0.5)
+        tap.on = True
         samples = [_sample(agent, helpers)]
         print(f"measuring for {opts.seconds:g} s ...", file=out, flush=True)
         end = samples[0].at + opts.seconds
@@ -207,6 +280,7 @@ async def _measure(
             print(f"  {s.at - samples[0].at:6.0f} s  {rate:9.0f} values/s  cpu {share:5.0%}"
                   f"  rss {s.rss_mb:6.1f} MB  {others}", file=out, flush=True)  # fmt: skip
             samples.append(s)
+        tap.on = False
         depth = agent.outbox.depth()
         return samples, depth.records + depth.messages
     finally:
@@ -237,18 +311,39 @@ def run_bench(opts: BenchOptions, out: Any = sys.stdout) -> dict[str, Any]:
             for sim in per_protocol:
                 running.enter_context(SimulatorHandle(sim, process=True))
             config = bench_config(sim_config, broker, work / "outbox.sqlite", opts.hz,
-                                  opts.modbus_depth)  # fmt: skip
+                                  opts.modbus_depth, opts.wire_form)  # fmt: skip
             min_per_poll, modbus_tags = minimum_requests_per_poll(config)
             agent = EdgeAgent(config)
+            tap = WireTap(work / "payloads.bin", agent.outbox)
             planned = sum(len(d.plan) for d in agent.drivers.values()
                           if isinstance(d, ModbusDriver))  # fmt: skip
             rss_before = _rss_mb()
             helpers = helper_processes()
-            samples, backlog = asyncio.run(_measure(agent, opts, out, helpers))
-    return {**_results(opts, samples, rss_before, min_per_poll, modbus_tags),
+            samples, backlog = asyncio.run(_measure(agent, opts, out, helpers, tap))
+            gw = config.gateway
+            topics = {k: str(Topic(gw.org, gw.plant, gw.gateway, k)) for k in RECORD_KINDS}
+            wire = tap.sizes(topics, config.broker.v5)
+    results = _results(opts, samples, rss_before, min_per_poll, modbus_tags)
+    return {**results,
+            **_wire_results(wire, samples[-1].values - samples[0].values, opts.wire_form),
             "modbus_plan_requests_per_poll": planned,
             "modbus_min_requests_per_poll": min_per_poll,
             "outbox_backlog_records": backlog}  # fmt: skip
+
+
+def _wire_results(wire: dict[str, Any], values: int, form: WireForm) -> dict[str, Any]:
+    """Bytes per value read and per value published in both forms, and their ratio."""
+    records = wire["records"]
+    per = {f.value: {
+        "packet_bytes_per_value_read": round(wire[f"{f}_packet"] / values, 2) if values else None,
+        "packet_bytes_per_value_published":
+            round(wire[f"{f}_packet"] / records, 2) if records else None,
+        "payload_bytes_per_value_published":
+            round(wire[f"{f}_payload"] / records, 2) if records else None,
+    } for f in WireForm}  # fmt: skip
+    old, new = wire[f"{WireForm.RECORDS}_packet"], wire[f"{WireForm.COLUMNS}_packet"]
+    return {"wire_form": form.value, "wire_messages": wire["messages"], "wire_records": records,
+            "wire": per, "wire_columns_to_records_ratio": round(new / old, 3) if old else None}
 
 
 def _results(
@@ -319,8 +414,25 @@ def summary(r: dict[str, Any]) -> str:
         "minimum; polls in flight at the window's edges blur the ratio)",
         f"  records/s to the outbox  {r['records_per_s']:12,.0f}   acknowledged "
         f"{r['acked_records_per_s']:,.0f}/s, backlog at the end {r['outbox_backlog_records']:,}",
+        *_wire_summary(r),
     ]
     return "\n".join(line for line in lines if line)
+
+
+def _wire_summary(r: dict[str, Any]) -> list[str]:
+    wire, sent = r["wire"], r["wire_form"]
+    if not r["wire_records"]:
+        return ["  bytes on the wire        no message assembled while measuring"]
+    lines = [f"  bytes on the wire        MQTT packets, {r['wire_messages']:,} messages of "
+             f"{r['wire_records']:,} records; published as {sent}, the other form re-encoded"]
+    for form in WireForm:
+        w = wire[form.value]
+        lines.append(f"    {form.value:8} (v {1 if form is WireForm.RECORDS else 2})"
+                     f"  {w['packet_bytes_per_value_read']:6.1f} per value read"
+                     f"  {w['packet_bytes_per_value_published']:6.1f} per value published"
+                     f"  (payload {w['payload_bytes_per_value_published']:.1f})")
+    lines.append(f"    columns / records      {r['wire_columns_to_records_ratio']:6.3f}")
+    return lines
 
 
 def register_bench(benches: Any) -> None:
@@ -346,6 +458,9 @@ def register_bench(benches: Any) -> None:
                    help="simulate and read machines on both protocols (split) or on one")
     p.add_argument("--modbus-depth", type=int, default=d.modbus_depth,
                    help="max_outstanding_requests of the Modbus device (default 1)")
+    p.add_argument("--wire-form", choices=[f.value for f in WireForm], default=d.wire_form.value,
+                   help="the agent's broker.wire_form (default columns); bytes are reported for "
+                        "both forms either way")  # fmt: skip
     p.set_defaults(func=_cli)
 
 
@@ -357,7 +472,8 @@ def _cli(args: argparse.Namespace) -> int:
     protocols = tuple(Protocol) if args.protocols == "both" else (Protocol(args.protocols),)
     opts = BenchOptions(machines=args.machines, tags=args.tags, hz=args.hz, seconds=seconds,
                         warmup_s=args.warmup, seed=args.seed, protocols=protocols,
-                        modbus_depth=args.modbus_depth)  # fmt: skip
+                        modbus_depth=args.modbus_depth,
+                        wire_form=WireForm(args.wire_form))  # fmt: skip
     results = run_bench(opts)
     print(summary(results))
     print(json.dumps(results))

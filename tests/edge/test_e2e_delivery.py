@@ -19,16 +19,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 
 from core.wire import (
-    RECORD_TYPES,
     CounterRecord,
     DowntimeRecord,
     Kind,
     MachineState,
     StateRecord,
+    WireForm,
+    decode_piece,
 )
 from mes.services.broker import PROJECT_ROOT, BrokerServer
 from mes.services.ports import free_port
@@ -128,13 +128,11 @@ def _health(port: int) -> dict[str, Any] | None:
         return None
 
 
-def _holding_unacknowledged(port: int) -> bool:
-    """The agent knows the broker is gone and its outbox holds records or messages."""
+def _holding_unacknowledged(port: int, outbox: Path) -> bool:
+    """The agent knows the broker is gone and its outbox file holds records or messages
+    (committed: what a SIGKILL now leaves behind)."""
     health = _health(port) or {}
-    box = health.get("outbox", {})
-    return health.get("broker", "connected") != "connected" and (
-        box.get("records", 0) + box.get("messages", 0) > 0
-    )
+    return health.get("broker", "connected") != "connected" and any(_stored(outbox))
 
 
 @contextmanager
@@ -162,8 +160,9 @@ def _stored(outbox: Path) -> tuple[dict[int, bytes], list[Any]]:
     try:
         messages = dict(db.execute("SELECT seq, payload FROM message"))
         pending = [
-            msgspec.json.decode(body, type=RECORD_TYPES[Kind(kind)])
-            for kind, body in db.execute("SELECT kind, body FROM record ORDER BY id")
+            record
+            for kind, form, body in db.execute("SELECT kind, form, body FROM piece ORDER BY id")
+            for record in decode_piece(Kind(kind), WireForm(form), body)
         ]
     finally:
         db.close()
@@ -184,7 +183,7 @@ def test_sigkill_replays_the_outbox(broker: BrokerServer, tmp_path: Path) -> Non
                 wait_until(lambda: (_health(port) or {}).get("broker") == "connected", 20, "broker")
                 wait_until(lambda: len(unique_messages(collector)) >= 5, 20, "publishing")
                 broker.stop()  # what is published from now on is not acknowledged
-                wait_until(lambda: _holding_unacknowledged(port), 20,
+                wait_until(lambda: _holding_unacknowledged(port, outbox), 20,
                            "the agent to hold data the broker did not acknowledge")  # fmt: skip
                 first.send_signal(signal.SIGKILL)
                 first.wait()

@@ -7,12 +7,23 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from core.wire import Kind, StateEnvelope, decode, encode
+from core.wire import (
+    KIND_OF,
+    ColumnsEnvelope,
+    Kind,
+    StateEnvelope,
+    WireForm,
+    decode,
+    encode,
+    form_of,
+    to_columns,
+)
 from edge_agent.delivery.outbox import Outbox, OutboxInUse
 from edge_agent.delivery.settings import OutboxConfig
 from mes.services.broker import PROJECT_ROOT
@@ -53,13 +64,27 @@ def test_messages_carry_the_records_per_kind_with_consecutive_seq(outbox: Outbox
     assert by_kind == {Kind.STATE: states, Kind.COUNTER: counters}
 
 
-def test_a_payload_is_byte_for_byte_what_encoding_its_envelope_makes(outbox: Outbox) -> None:
-    # The outbox splices stored record bodies into the envelope: the bytes must be the same.
-    outbox.add_many([telemetry("m-1", i) for i in range(4)] + [state("m-2", 1)])
-    messages = assemble_all(outbox)
+@pytest.mark.parametrize("form", list(WireForm))
+def test_a_payload_is_byte_for_byte_what_encoding_its_envelope_makes(
+    config: OutboxConfig, form: WireForm
+) -> None:
+    # The outbox splices stored pieces into the envelope: the bytes must be the same.
+    with Outbox.open(config, GATEWAY, form=form) as outbox:
+        outbox.add_many([telemetry("m-1", i) for i in range(4)] + [state("m-2", 1)])
+        outbox.flush()
+        outbox.add_many([telemetry("m-2", i) for i in range(3)])  # a second piece
+        messages = assemble_all(outbox)
     assert {m.kind for m in messages} == {Kind.TELEMETRY, Kind.STATE}
+    pieces = [[telemetry("m-1", i) for i in range(4)], [telemetry("m-2", i) for i in range(3)]]
     for m in messages:
-        assert encode(decode(m.kind, m.payload)) == m.payload
+        envelope = decode(m.kind, m.payload)
+        if form_of(m.kind, form) is WireForm.COLUMNS:
+            assert envelope.records == pieces[0] + pieces[1]
+            columns = ColumnsEnvelope(v=2, gateway=GATEWAY, seq=m.seq, sent_at=envelope.sent_at,
+                                      blocks=[to_columns(p) for p in pieces])
+            assert encode(columns) == m.payload
+        else:
+            assert encode(envelope) == m.payload
 
 
 def test_records_added_after_the_tick_wait_for_the_next(outbox: Outbox) -> None:
@@ -151,7 +176,7 @@ def test_group_commit_makes_records_durable_without_flush(config: OutboxConfig) 
     try:
         with sqlite3.connect(config.path) as db:
             wait_until(
-                lambda: db.execute("SELECT count(*) FROM record").fetchone()[0] == 1000,
+                lambda: db.execute("SELECT coalesce(sum(n), 0) FROM piece").fetchone()[0] == 1000,
                 10,
                 "the group commit",
             )
@@ -234,3 +259,36 @@ def test_state_handed_with_records_is_committed_with_them(config: OutboxConfig) 
     with Outbox.open(config, GATEWAY) as ob:
         assert ob.get_state("m-1") == {"cycles": 7}
         assert ob.depth().records == 1
+
+
+def test_records_stored_one_row_each_by_an_older_agent_are_published(
+    config: OutboxConfig,
+) -> None:
+    # The outbox before pieces kept a table `record`, one row per record: an upgraded agent
+    # publishes what an old one left, in order, nothing lost.
+    states = [state("m-1", i) for i in range(3)]
+    counters = [counter("m-1", i) for i in range(1200)]
+    db = sqlite3.connect(config.path)
+    db.execute("CREATE TABLE record (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL,"
+               " added_at REAL NOT NULL, body BLOB NOT NULL)")  # fmt: skip
+    db.executemany("INSERT INTO record (kind, added_at, body) VALUES (?, ?, ?)",
+                   [(KIND_OF[type(r)].value, time.time(), encode(r)) for r in [*states, *counters]])
+    db.commit()
+    db.close()
+    with Outbox.open(config, GATEWAY) as ob:
+        assert ob.depth().records == 1203
+        messages = assemble_all(ob, max_records=400)
+    got: dict[Kind, list] = {}
+    for m in messages:
+        got.setdefault(m.kind, []).extend(decode(m.kind, m.payload).records)
+    assert got == {Kind.STATE: states, Kind.COUNTER: counters}
+
+
+def test_a_piece_larger_than_a_message_is_split_in_order(config: OutboxConfig) -> None:
+    with Outbox.open(config, GATEWAY, piece_records=1000) as ob:
+        counters = [counter("m-1", i) for i in range(1000)]
+        ob.add_many(counters)
+        messages = assemble_all(ob, max_records=300)
+        assert [m.n_records for m in messages] == [300, 300, 300, 100]
+        assert ob.depth().records == 0 and ob.depth().messages == 4
+    assert [r for m in messages for r in decode(m.kind, m.payload).records] == counters

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from core.status_server import StatusServer
+from edge_agent.drivers.base import TagReading
 from edge_agent.drivers.runtime import Pace
 from edge_agent.pacing import PaceController
 from mes.services.broker import BrokerServer
@@ -21,6 +23,7 @@ from tests.edge.e2e_helpers import AgentThread, sim_map, write_map
 from tests.support.wait import wait_until
 
 SCRAPE_TIMEOUT_S = 10
+SLOWER_S_PER_VALUE = 20e-6
 
 
 def _scrape(port: int) -> str:
@@ -49,8 +52,21 @@ def test_an_agent_past_its_capacity_slows_polling_and_stays_reachable(
                 telemetry["max_interval_s"] = 0.001
         config = write_map(tmp_path / "map.yaml", data)
         with caplog.at_level(logging.WARNING, logger="edge_agent.pacing"):
-            runner = AgentThread(config).start()
+            runner = AgentThread(config)
             agent = runner.agent
+            # A gateway CPU far slower than this machine's: on this one the agent handles
+            # values faster than one simulator process serves them, so it would never be the
+            # limit. Burning CPU per value on the loop makes it one, as on a small gateway.
+            sink = agent._on_readings
+
+            def slow_gateway(readings: list[TagReading]) -> None:
+                until = time.thread_time() + SLOWER_S_PER_VALUE * len(readings)
+                while time.thread_time() < until:
+                    pass
+                sink(readings)
+
+            agent._on_readings = slow_gateway  # type: ignore[method-assign]
+            runner.start()
             status = StatusServer("127.0.0.1", 0, agent.health, agent.registry).start()
             try:
                 wait_until(lambda: agent.pace.factor > 2, 60, "polling to slow down")

@@ -36,6 +36,7 @@ from edge_agent.drivers.opcua.config import (
     SecurityPolicy,
 )
 from edge_agent.drivers.opcua.errors import describe, quiet_asyncua
+from edge_agent.drivers.opcua.speedups import install as install_speedups
 from edge_agent.drivers.opcua.timestamps import SourceClock
 from edge_agent.drivers.runtime import (
     HealthTracker,
@@ -47,6 +48,7 @@ from edge_agent.drivers.runtime import (
 )
 
 log = logging.getLogger(__name__)
+install_speedups()
 
 Sink = Callable[[list[TagReading]], None]
 
