@@ -86,7 +86,7 @@ def replay(settings: IngestSettings, letters: Sequence[Letter]) -> list[tuple[in
             batch.rows[result.staging_kind] = result.rows
             batch.messages.append(InFlight(0, 0, len(payload), 0.0, accepted=result))
             try:
-                written = writer.write(batch)
+                written = writer.write([batch])[0]
             except BatchRefused as e:
                 out.append((id_, False, str(e)))
                 continue

@@ -61,7 +61,12 @@ class IngestService:
         self._validator = Validator(self.registry, opts)
         self._writer = Writer(self._pool, retry)
         self._dead_letters = DeadLetters(self._pool, retry, opts.dead_letter_payload_max)
-        self._batcher = Batcher(opts.batch_rows, opts.batch_age_ms / 1000)
+        # A batch is due at a quarter of what the broker sends unacknowledged: the batch being
+        # committed, one waiting and one filling stay below it, so the broker keeps sending
+        # while the database writes (with small messages, `batch_rows` alone would hold every
+        # message the broker may send, and each batch would wait for the previous commit).
+        self._batcher = Batcher(opts.batch_rows, opts.batch_age_ms / 1000,
+                                max(1, settings.mqtt.receive_maximum // 4))
         self.consumer = Consumer(settings.mqtt, self._queue)
         self.consumer.on_connection_change.append(self.metrics.mqtt_connected.set)
         self._inflight: dict[int, int] = {}  # id(InFlight) -> size, for the gauges
@@ -76,7 +81,8 @@ class IngestService:
         # Called with (seconds from a message's oldest record to its commit, its row count):
         # the benchmark's exact latency figures; the metrics keep only a histogram.
         self.lag_observers: list[Callable[[float, int], None]] = []
-        # Called on the writer thread after each commit with the batch's tenant and the
+        # Called on the writer thread after each commit, once per tenant batch it held, with
+        # the batch's tenant and the
         # machines it wrote rows of (the maintenance engine's cue); must not block.
         self.commit_observers: list[Callable[[Tenant, frozenset[uuid.UUID]], None]] = []
 
@@ -132,7 +138,7 @@ class IngestService:
                 # the pipeline behind for good.
                 while item is not None:
                     self._handle(item)
-                    if self._batcher.rows >= self._batcher.max_rows:
+                    if self._batcher.full:
                         break
                     try:
                         item = self._queue.get_nowait()
@@ -166,13 +172,12 @@ class IngestService:
     def _write_loop(self) -> None:
         try:
             while (batches := self._to_writer.get()) is not None:
-                for batch in batches:
-                    try:
-                        self._commit(batch)
-                    except BatchRefused as e:
-                        log.warning("batch refused, isolating the message at fault",
-                                    extra={"error": str(e), "messages": len(batch.messages)})
-                        self._isolate(batch)
+                try:
+                    self._commit(batches)
+                except BatchRefused as e:
+                    log.warning("batch refused, isolating the message at fault", extra={
+                        "error": str(e), "messages": sum(len(b.messages) for b in batches)})
+                    self._isolate(batches)
         except Stopping:
             log.info("stopped while the database was unavailable; unacknowledged messages "
                      "stay with the broker")
@@ -230,34 +235,49 @@ class IngestService:
         self.metrics.messages.labels(Outcome.DEAD_LETTER).inc()
         self._ack(message)
 
-    def _commit(self, batch: TenantBatch) -> None:
+    def _commit(self, batches: list[TenantBatch]) -> None:
+        """Commit the tenants' batches in one transaction, then acknowledge their messages and
+        tell the commit observers, per tenant batch."""
         started = time.monotonic()
-        written = self._writer.write(batch)
+        written = self._writer.write(batches)
         now = time.monotonic()
         self.last_commit = now
         self.metrics.commit_seconds.observe(now - started)
-        self.metrics.batch_rows.observe(batch.row_count)
-        for kind, n in written.items():
-            self.metrics.rows.labels(kind).inc(n)
-            self.metrics.rows_offered.labels(kind).inc(len(batch.rows[kind]))
         wall = datetime.now(UTC)
-        for message in batch.messages:
-            accepted = message.accepted
-            if accepted is not None and accepted.oldest is not None:
-                lag = (wall - accepted.oldest).total_seconds()
-                self.metrics.lag_seconds.observe(lag)
-                for observe in self.lag_observers:
-                    observe(lag, len(accepted.rows))
-            self.metrics.messages.labels(Outcome.WRITTEN).inc()
-            self._ack(message)
+        for batch, rows in zip(batches, written, strict=True):
+            self.metrics.batch_rows.observe(batch.row_count)
+            for kind, n in rows.items():
+                self.metrics.rows.labels(kind).inc(n)
+                self.metrics.rows_offered.labels(kind).inc(len(batch.rows[kind]))
+            for message in batch.messages:
+                accepted = message.accepted
+                if accepted is not None and accepted.oldest is not None:
+                    lag = (wall - accepted.oldest).total_seconds()
+                    self.metrics.lag_seconds.observe(lag)
+                    for observe in self.lag_observers:
+                        observe(lag, len(accepted.rows))
+                self.metrics.messages.labels(Outcome.WRITTEN).inc()
+                self._ack(message)
         self._update_gauges()
-        if self.commit_observers:
+        if not self.commit_observers:
+            return
+        for batch in batches:
             machines = frozenset(row[MACHINE_COLUMN] for rows in batch.rows.values()
                                  for row in rows)
             for observe in self.commit_observers:
                 observe(batch.tenant, machines)
 
-    def _isolate(self, batch: TenantBatch) -> None:
+    def _isolate(self, batches: list[TenantBatch]) -> None:
+        """After a refused transaction: each tenant's batch alone, then, where one is refused,
+        each of its messages alone; the message refused alone is the dead letter."""
+        if len(batches) > 1:
+            for batch in batches:
+                try:
+                    self._commit([batch])
+                except BatchRefused:
+                    self._isolate([batch])
+            return
+        batch = batches[0]
         for message in batch.messages:
             accepted = message.accepted
             assert accepted is not None
@@ -265,7 +285,7 @@ class IngestService:
             single.rows[accepted.staging_kind] = accepted.rows
             single.messages.append(message)
             try:
-                self._commit(single)
+                self._commit([single])
             except BatchRefused as e:
                 self._dead_letter(message, Rejected(DeadLetterReason.REFUSED_BY_DATABASE,
                                                     str(e), accepted.gateway))
