@@ -60,6 +60,9 @@ class IngestOptions(StrictModel):
     max_past_s: float = Field(default=30 * 24 * 3600, gt=0)
     batch_rows: int = Field(default=20_000, ge=1)
     batch_age_ms: int = Field(default=200, ge=1)
+    # Writer threads, each with its own batches and database connection; a gateway's
+    # messages always take the same one (ingest/service.py). Two use two database cores.
+    writers: int = Field(default=2, ge=1, le=16)
     registry_ttl_s: float = Field(default=60, gt=0)
     unknown_retry_s: float = Field(default=5, ge=0)
     dead_letter_payload_max: int = Field(default=64 * 1024, ge=256)
