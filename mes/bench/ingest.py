@@ -6,8 +6,8 @@ On a private PostgreSQL and mosquitto (free loopback ports), with the demo tenan
    persistent session while it is stopped; the ingest is started and timed until every row
    is committed (its own commit counter, so the figure is the ingest's, not the publisher's
    nor a poller's); once with `--records` per message, once with `--small-records`;
-2. ceiling: the same rows written by one binary COPY straight into the same table, after
-   each throughput run;
+2. ceiling: the same rows written by one binary COPY straight into the same table, right
+   before and right after each throughput run (their mean: other load drifts);
 3. naive: a consumer that INSERTs each record and commits per message (what one writes by
    hand), over the same messages;
 4. latency: a steady offered load of half the measured rate for `--latency-seconds`; p50 and
@@ -25,6 +25,7 @@ JSON line. Ratios, not absolute numbers, are what to compare across machines.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import signal
@@ -63,7 +64,7 @@ STATES = [MachineState.RUNNING, MachineState.IDLE, MachineState.FAULT, MachineSt
 def register_bench(benches: Any) -> None:
     """Add `mes bench ingest` to the `mes bench` parser."""
     p = benches.add_parser("ingest", help="ingest throughput and latency against COPY and naive")
-    p.add_argument("--messages", type=int, default=2000,
+    p.add_argument("--messages", type=int, default=4000,
                    help="messages of the throughput runs (as many rows for the small ones)")
     p.add_argument("--records", type=int, default=100, help="records per message")
     p.add_argument("--small-records", type=int, default=20,
@@ -364,13 +365,27 @@ def _log_tail(log: Path) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-20:]) if log.exists() else ""
 
 
+def _wait_healthy(procs: list[subprocess.Popen[bytes]], ports: list[int], logs: list[Path]
+                  ) -> None:
+    """Until every process answers /health with 200 (subscribed: what the broker receives
+    from then on is kept for it), or raise with their logs."""
+    deadline = time.monotonic() + 60
+    while not all(_healthy(p) for p in ports):
+        if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+            raise RuntimeError("an ingest process did not come up:\n"
+                               + "\n".join(_log_tail(log) for log in logs))
+        time.sleep(0.1)
+
+
 def bench_burst(owner: str, app: str, broker: BrokerServer, feed: Feed, rows_per_s: float,
                 seconds: float, workdir: Path) -> dict[str, float]:
     """Step 5: `mes ingest run` as a process under `rows_per_s`; its peak resident memory."""
-    log = workdir / "burst.log"
-    proc = _ingest_process(_env(owner, app, broker, "bench-burst"), log)
+    log, port = workdir / "burst.log", free_port()
+    proc = _ingest_process({**_env(owner, app, broker, "bench-burst"),
+                            "MES_INGEST__STATUS_PORT": str(port)}, log)
     try:
-        time.sleep(2.0)
+        _wait_healthy([proc], [port], [log])
+        time.sleep(1.0)  # what it allocates once, before the burst
         baseline = _rss_kib(proc.pid)
         before = _count(owner)
         peak = [baseline]
@@ -439,12 +454,7 @@ def bench_processes(owner: str, app: str, broker: BrokerServer, feed: Feed, n: i
                               "MES_MAINTENANCE__ENABLED": "false"}, log)
              for i, (port, log) in enumerate(zip(ports, logs, strict=True))]
     try:
-        deadline = time.monotonic() + 60
-        while not all(_healthy(p) for p in ports):
-            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
-                raise RuntimeError("an ingest process did not come up:\n"
-                                   + "\n".join(_log_tail(log) for log in logs))
-            time.sleep(0.1)
+        _wait_healthy(procs, ports, logs)
         for proc in procs:  # the broker keeps each member's share while they are paused
             proc.send_signal(signal.SIGSTOP)
         pub = Pub(broker)
@@ -477,32 +487,47 @@ def _process_counts(most: int) -> list[int]:
     return counts
 
 
+def _against_copy(owner: str, demo: DemoTenant, rows: int, days_back: int, writers: int,
+                  run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """`run()`'s figures with the COPY ceiling of as many rows measured right before and right
+    after it (their mean: other load on the machine drifts), and the ratio."""
+    before = bench_copy_ceiling(owner, demo, rows, days_back, writers)
+    result = run()
+    after = bench_copy_ceiling(owner, demo, rows, days_back + 1, writers)
+    ceiling = (before["rows_per_s"] + after["rows_per_s"]) / 2
+    return {**result, "copy_ceiling": {"writers": writers, "rows_per_s": ceiling,
+                                       "before": before["rows_per_s"],
+                                       "after": after["rows_per_s"]},
+            "ratio_to_copy": result["rows_per_s"] / ceiling}
+
+
+def _say(what: str, run: dict[str, Any], target: str) -> None:
+    print(f"{what}: {run['rows_per_s']:,.0f} rows/s committed; raw binary COPY "
+          f"{run['copy_ceiling']['rows_per_s']:,.0f} rows/s with "
+          f"{run['copy_ceiling']['writers']} writer(s); ratio {run['ratio_to_copy']:.2f}"
+          f"{target}", flush=True)
+
+
 def cmd_bench_ingest(args: argparse.Namespace) -> int:
     """Run the six steps, print the summary and one JSON line."""
     load_start = os.getloadavg()
     results: dict[str, Any] = {"messages": args.messages, "records_per_message": args.records,
                                "cores": os.cpu_count(), "load_average_start": load_start}
+    rows = args.messages * args.records
     with _stack() as (pg, broker, owner, app, demo):
         feed = Feed(demo, args.records, days_back=1)
-        print(f"ingest: {args.messages} messages x {args.records} records ...", flush=True)
-        ingest = results["ingest"] = bench_throughput(owner, app, broker, feed, args.messages)
-        ceiling = results["copy_ceiling"] = bench_copy_ceiling(owner, demo, int(ingest["rows"]),
-                                                               days_back=30)
-        results["ratio_to_copy"] = ingest["rows_per_s"] / ceiling["rows_per_s"]
-        print(f"  {ingest['rows_per_s']:,.0f} rows/s committed; raw binary COPY "
-              f"{ceiling['rows_per_s']:,.0f} rows/s; ratio {results['ratio_to_copy']:.2f} "
-              "(target >= 0.80)", flush=True)
+        ingest = results["ingest"] = _against_copy(
+            owner, demo, rows, 30, 1,
+            lambda: bench_throughput(owner, app, broker, feed, args.messages))
+        _say(f"ingest, {args.messages} messages x {args.records} records", ingest,
+             " (target >= 0.80)")
         if args.small_records:
-            small = Feed(demo, args.small_records, days_back=2)
-            n = args.messages * args.records // args.small_records
-            print(f"ingest: {n} messages x {args.small_records} records ...", flush=True)
-            s_ingest = results["ingest_small"] = bench_throughput(owner, app, broker, small, n)
-            s_ceiling = results["copy_ceiling_small"] = bench_copy_ceiling(
-                owner, demo, int(s_ingest["rows"]), days_back=31)
-            results["ratio_to_copy_small"] = s_ingest["rows_per_s"] / s_ceiling["rows_per_s"]
-            print(f"  {s_ingest['rows_per_s']:,.0f} rows/s committed; raw binary COPY "
-                  f"{s_ceiling['rows_per_s']:,.0f} rows/s; ratio "
-                  f"{results['ratio_to_copy_small']:.2f} (target >= 0.60)", flush=True)
+            small, n = Feed(demo, args.small_records, days_back=2), rows // args.small_records
+            results["ingest_small"] = _against_copy(
+                owner, demo, n * args.small_records, 32, 1,
+                lambda: bench_throughput(owner, app, broker, small, n))
+            _say(f"ingest, {n} messages x {args.small_records} records",
+                 results["ingest_small"], " (target >= 0.60)")
         naive = results["naive"] = bench_naive(owner, broker, feed, args.naive_messages, demo)
         results["ratio_to_naive"] = ingest["rows_per_s"] / naive["rows_per_s"]
         print(f"naive insert-per-record, commit-per-message: {naive['rows_per_s']:,.0f} rows/s; "
@@ -518,20 +543,16 @@ def cmd_bench_ingest(args: argparse.Namespace) -> int:
               f"{burst['rss_start_mib']:.0f} MiB -> peak {burst['rss_peak_mib']:.0f} MiB",
               flush=True)
         scale: list[dict[str, Any]] = []
-        for i, n in enumerate(_process_counts(args.processes)):
-            run = bench_processes(owner, app, broker, Feed(demo, args.records, days_back=4 + i),
-                                  n, args.messages, pg.datadir.parent)
-            run["copy_ceiling"] = bench_copy_ceiling(owner, demo, int(run["rows"]),
-                                                     days_back=40 + i, writers=n)
-            run["ratio_to_copy"] = run["rows_per_s"] / run["copy_ceiling"]["rows_per_s"]
-            run["speedup"] = run["rows_per_s"] / (scale[0]["rows_per_s"] if scale
-                                                  else run["rows_per_s"])
-            scale.append(run)
-            print(f"scale-out, {n} ingest process(es) on one shared subscription: "
-                  f"{run['rows_per_s']:,.0f} rows/s ({run['speedup']:.2f}x of 1); COPY with "
-                  f"{n} writer(s) {run['copy_ceiling']['rows_per_s']:,.0f} rows/s; ratio "
-                  f"{run['ratio_to_copy']:.2f}", flush=True)
         results["scale_out"] = scale
+        for i, n in enumerate(_process_counts(args.processes)):
+            shared = Feed(demo, args.records, days_back=4 + i)
+            run = _against_copy(owner, demo, rows, 40 + 2 * i, n, functools.partial(
+                bench_processes, owner, app, broker, shared, n, args.messages,
+                pg.datadir.parent))
+            run["speedup"] = run["rows_per_s"] / (scale[0] if scale else run)["rows_per_s"]
+            scale.append(run)
+            _say(f"scale-out, {n} ingest process(es) on one shared subscription "
+                 f"({run['speedup']:.2f}x of 1)", run, "")
     results["load_average_end"] = os.getloadavg()
     print(f"machine: {os.cpu_count()} cores; load average (1/5/15 min) at start "
           f"{'/'.join(f'{x:.1f}' for x in load_start)}, at end "
