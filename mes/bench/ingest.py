@@ -14,9 +14,12 @@ On a private PostgreSQL and mosquitto (free loopback ports), with the demo tenan
    p99 from record time to commit;
 5. burst: ten times the measured rate for a few seconds at an ingest running as its own
    process; its peak resident memory;
-6. scale-out: for 1, 2, 4, ... up to `--processes` ingest processes (`mes ingest run`) on one
-   shared subscription: connected, paused (SIGSTOP), a backlog published, resumed and timed
-   until every row is committed; against the COPY ceiling of as many parallel writers.
+6. scale-out: for 1, 2, 4, ... up to `--processes` ingest processes (`mes ingest run`, one
+   writer each: N processes are N database writers) on one shared subscription: connected,
+   paused (SIGSTOP), a backlog published, resumed and timed until every row is committed;
+   against the COPY ceiling of as many parallel writers.
+
+Steps 1-2 also measure the COPY with as many writers as the ingest has (`ingest.writers`).
 
 Prints a summary with every ratio and its target, the load average and the cores, and one
 JSON line. Ratios, not absolute numbers, are what to compare across machines.
@@ -52,7 +55,7 @@ from core.settings import load_settings
 from core.staging import STAGING
 from core.wire import Kind, MachineState, StateEnvelope, StateRecord, Topic, encode
 from ingest.service import IngestService
-from ingest.settings import IngestSettings
+from ingest.settings import IngestOptions, IngestSettings
 from mes.demo_seed import DEMO_ORG, DemoTenant, seed_demo
 from mes.services.broker import BrokerServer
 from mes.services.ports import free_port
@@ -451,7 +454,7 @@ def bench_processes(owner: str, app: str, broker: BrokerServer, feed: Feed, n: i
     logs = [workdir / f"{group}-{i}.log" for i in range(n)]
     procs = [_ingest_process({**_env(owner, app, broker, f"{group}-{i}"),
                               "MES_MQTT__SHARE_GROUP": group, "MES_INGEST__STATUS_PORT": str(port),
-                              "MES_MAINTENANCE__ENABLED": "false"}, log)
+                              "MES_MAINTENANCE__ENABLED": "false", "MES_INGEST__WRITERS": "1"}, log)
              for i, (port, log) in enumerate(zip(ports, logs, strict=True))]
     try:
         _wait_healthy(procs, ports, logs)
@@ -488,24 +491,31 @@ def _process_counts(most: int) -> list[int]:
 
 
 def _against_copy(owner: str, demo: DemoTenant, rows: int, days_back: int, writers: int,
-                  run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """`run()`'s figures with the COPY ceiling of as many rows measured right before and right
-    after it (their mean: other load on the machine drifts), and the ratio."""
-    before = bench_copy_ceiling(owner, demo, rows, days_back, writers)
+                  run: Callable[[], dict[str, Any]], also: int | None = None) -> dict[str, Any]:
+    """`run()`'s figures with the COPY ceiling of as many rows by `writers` parallel writers,
+    measured right before and right after it (their mean: other load on the machine drifts),
+    and the ratio; with `also`, the same for that many writers as `copy_also`."""
+    counts = [writers] if also is None or also == writers else [writers, also]
+    before = [bench_copy_ceiling(owner, demo, rows, days_back + 2 * i, n)["rows_per_s"]
+              for i, n in enumerate(counts)]
     result = run()
-    after = bench_copy_ceiling(owner, demo, rows, days_back + 1, writers)
-    ceiling = (before["rows_per_s"] + after["rows_per_s"]) / 2
-    return {**result, "copy_ceiling": {"writers": writers, "rows_per_s": ceiling,
-                                       "before": before["rows_per_s"],
-                                       "after": after["rows_per_s"]},
-            "ratio_to_copy": result["rows_per_s"] / ceiling}
+    after = [bench_copy_ceiling(owner, demo, rows, days_back + 2 * i + 1, n)["rows_per_s"]
+             for i, n in enumerate(counts)]
+    keys = (("copy_ceiling", "ratio_to_copy"), ("copy_also", "ratio_to_copy_also"))
+    for (key, ratio), n, b, a in zip(keys, counts, before, after, strict=False):
+        result[key] = {"writers": n, "rows_per_s": (b + a) / 2, "before": b, "after": a}
+        result[ratio] = result["rows_per_s"] / result[key]["rows_per_s"]
+    return result
 
 
 def _say(what: str, run: dict[str, Any], target: str) -> None:
+    also = run.get("copy_also")
     print(f"{what}: {run['rows_per_s']:,.0f} rows/s committed; raw binary COPY "
           f"{run['copy_ceiling']['rows_per_s']:,.0f} rows/s with "
-          f"{run['copy_ceiling']['writers']} writer(s); ratio {run['ratio_to_copy']:.2f}"
-          f"{target}", flush=True)
+          f"{run['copy_ceiling']['writers']} writer(s); ratio {run['ratio_to_copy']:.2f}{target}"
+          + (f"; COPY with {also['writers']} writers (as many as the ingest's) "
+             f"{also['rows_per_s']:,.0f}, ratio {run['ratio_to_copy_also']:.2f}" if also else ""),
+          flush=True)
 
 
 def cmd_bench_ingest(args: argparse.Namespace) -> int:
@@ -516,16 +526,17 @@ def cmd_bench_ingest(args: argparse.Namespace) -> int:
     rows = args.messages * args.records
     with _stack() as (pg, broker, owner, app, demo):
         feed = Feed(demo, args.records, days_back=1)
+        writers = IngestOptions().writers
         ingest = results["ingest"] = _against_copy(
             owner, demo, rows, 30, 1,
-            lambda: bench_throughput(owner, app, broker, feed, args.messages))
+            lambda: bench_throughput(owner, app, broker, feed, args.messages), also=writers)
         _say(f"ingest, {args.messages} messages x {args.records} records", ingest,
              " (target >= 0.80)")
         if args.small_records:
             small, n = Feed(demo, args.small_records, days_back=2), rows // args.small_records
             results["ingest_small"] = _against_copy(
-                owner, demo, n * args.small_records, 32, 1,
-                lambda: bench_throughput(owner, app, broker, small, n))
+                owner, demo, n * args.small_records, 34, 1,
+                lambda: bench_throughput(owner, app, broker, small, n), also=writers)
             _say(f"ingest, {n} messages x {args.small_records} records",
                  results["ingest_small"], " (target >= 0.60)")
         naive = results["naive"] = bench_naive(owner, broker, feed, args.naive_messages, demo)
@@ -546,7 +557,7 @@ def cmd_bench_ingest(args: argparse.Namespace) -> int:
         results["scale_out"] = scale
         for i, n in enumerate(_process_counts(args.processes)):
             shared = Feed(demo, args.records, days_back=4 + i)
-            run = _against_copy(owner, demo, rows, 40 + 2 * i, n, functools.partial(
+            run = _against_copy(owner, demo, rows, 40 + 4 * i, n, functools.partial(
                 bench_processes, owner, app, broker, shared, n, args.messages,
                 pg.datadir.parent))
             run["speedup"] = run["rows_per_s"] / (scale[0] if scale else run)["rows_per_s"]
