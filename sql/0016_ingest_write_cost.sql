@@ -66,62 +66,41 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION mes.write_machine_counter() RETURNS bigint
-    LANGUAGE plpgsql SECURITY DEFINER
+-- Counters and telemetry have the same shape (machine, tag, ts, value): one body for both,
+-- run by their definer functions (as the owner), never by the application role.
+CREATE FUNCTION mes._write_samples(kind text) RETURNS bigint
+    LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
-    rel regclass := mes._staging_table('machine_counter');
+    rel regclass := mes._staging_table(kind);
     acting uuid := mes.tenant_user();
+    insert_sql text := format(
+        'INSERT INTO mes.%I (organization_id, plant_id, machine_id, tag, ts, value, created_by) '
+        'SELECT organization_id, plant_id, machine_id, tag, ts, value, $1 FROM ONLY %s', kind, rel);
     n bigint;
 BEGIN
     PERFORM mes._check_staged_tenant(rel);
     BEGIN
-        INSERT INTO mes.machine_counter
-            (organization_id, plant_id, machine_id, tag, ts, value, created_by)
-        SELECT organization_id, plant_id, machine_id, tag, ts, value, acting
-        FROM ONLY pg_temp.stage_machine_counter;
+        EXECUTE insert_sql USING acting;
         GET DIAGNOSTICS n = ROW_COUNT;
         RETURN n;
     EXCEPTION WHEN unique_violation THEN
         NULL;  -- some key is stored already: the subtransaction is undone, go the safe way
     END;
-    INSERT INTO mes.machine_counter
-        (organization_id, plant_id, machine_id, tag, ts, value, created_by)
-    SELECT organization_id, plant_id, machine_id, tag, ts, value, acting
-    FROM ONLY pg_temp.stage_machine_counter
-    ON CONFLICT (machine_id, tag, ts) DO NOTHING;
+    EXECUTE insert_sql || ' ON CONFLICT (machine_id, tag, ts) DO NOTHING' USING acting;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END
 $$;
+REVOKE ALL ON FUNCTION mes._write_samples(text) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION mes.write_machine_counter() RETURNS bigint
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT mes._write_samples('machine_counter') $$;
 
 CREATE OR REPLACE FUNCTION mes.write_machine_telemetry() RETURNS bigint
-    LANGUAGE plpgsql SECURITY DEFINER
+    LANGUAGE sql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
-    AS $$
-DECLARE
-    rel regclass := mes._staging_table('machine_telemetry');
-    acting uuid := mes.tenant_user();
-    n bigint;
-BEGIN
-    PERFORM mes._check_staged_tenant(rel);
-    BEGIN
-        INSERT INTO mes.machine_telemetry
-            (organization_id, plant_id, machine_id, tag, ts, value, created_by)
-        SELECT organization_id, plant_id, machine_id, tag, ts, value, acting
-        FROM ONLY pg_temp.stage_machine_telemetry;
-        GET DIAGNOSTICS n = ROW_COUNT;
-        RETURN n;
-    EXCEPTION WHEN unique_violation THEN
-        NULL;  -- some key is stored already: the subtransaction is undone, go the safe way
-    END;
-    INSERT INTO mes.machine_telemetry
-        (organization_id, plant_id, machine_id, tag, ts, value, created_by)
-    SELECT organization_id, plant_id, machine_id, tag, ts, value, acting
-    FROM ONLY pg_temp.stage_machine_telemetry
-    ON CONFLICT (machine_id, tag, ts) DO NOTHING;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n;
-END
-$$;
+    AS $$ SELECT mes._write_samples('machine_telemetry') $$;

@@ -197,6 +197,16 @@ def _wait_for(committed: Callable[[], float], target: int, timeout: float = 600)
     return time.monotonic()
 
 
+def _publish(broker: BrokerServer, feed: Feed, messages: int) -> int:
+    """Publish `messages` of `feed` and wait until the broker has them; returns their rows."""
+    pub = Pub(broker)
+    for _ in range(messages):
+        pub.send(*feed.message())
+    pub.wait(messages)
+    pub.close()
+    return messages * feed.records
+
+
 def bench_throughput(owner: str, app: str, broker: BrokerServer, feed: Feed, messages: int
                      ) -> dict[str, float]:
     """Step 1 of the module docstring: a backlog at the broker, timed until committed."""
@@ -206,12 +216,7 @@ def bench_throughput(owner: str, app: str, broker: BrokerServer, feed: Feed, mes
     service.consumer.subscribed.wait(10)
     time.sleep(0.3)
     service.stop()
-    pub = Pub(broker)
-    for _ in range(messages):
-        pub.send(*feed.message())
-    pub.wait(messages)
-    pub.close()
-    rows = messages * feed.records
+    rows = _publish(broker, feed, messages)
     service = IngestService(settings)
     started = time.monotonic()
     service.start()
@@ -460,12 +465,7 @@ def bench_processes(owner: str, app: str, broker: BrokerServer, feed: Feed, n: i
         _wait_healthy(procs, ports, logs)
         for proc in procs:  # the broker keeps each member's share while they are paused
             proc.send_signal(signal.SIGSTOP)
-        pub = Pub(broker)
-        for _ in range(messages):
-            pub.send(*feed.message())
-        pub.wait(messages)
-        pub.close()
-        rows = messages * feed.records
+        rows = _publish(broker, feed, messages)
         started = time.monotonic()
         for proc in procs:
             proc.send_signal(signal.SIGCONT)
