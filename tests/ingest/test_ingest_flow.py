@@ -330,8 +330,10 @@ def test_a_transaction_of_several_tenants_refused_lands_the_others_and_isolates_
                          (a.plants["a1"], a.machines["a1"]))
     since = start + timedelta(seconds=10)  # the second messages: seq 2 x 5 records
     for plant, org, expected in (("b1", tenants.b, 5), ("a1", a, 0), ("a2", a, 5)):
-        assert count_rows(database, "machine_status_history", "machine_id = %s AND ts >= %s",
-                          (org.machines[plant], since)) == expected, plant
+        assert count_rows(database, "machine_status_history",
+                          "machine_id = %s AND ts >= %s AND ts < %s",
+                          (org.machines[plant], since, since + timedelta(minutes=1))
+                          ) == expected, plant
     assert count_rows(database, "dead_letters", "reason = 'refused_by_database' AND topic = %s",
                       (gateway_topic(tenants, "a1"),)) == 1
     assert service.metrics.sample("ingest_dead_letters_total",
