@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 
+from core.tenancy import SET_TENANT_SQL, Tenant
 from core.wire import RECORD_TYPES, Kind
 
 # The ids the ingest resolves for each record (its tenant, and its machine code's row), first
@@ -102,17 +103,32 @@ STAGING_OF: dict[Kind, StagingKind] = {k.kind: k for k in _KINDS}
 TIME_SERIES_TABLES: frozenset[str] = frozenset(k.table for k in _KINDS)
 
 
+def open_staging_sql(tenant: Tenant | None) -> tuple[str, dict[str, str]]:
+    """One statement that opens a kind's staging table (`%(kind)s`), setting the tenant
+    context first when `tenant` is given: the context and the staging in one round trip."""
+    if tenant is None:
+        return "SELECT mes.open_staging(%(kind)s)", {}
+    return SET_TENANT_SQL + ", mes.open_staging(%(kind)s)", tenant.params()
+
+
+def copy_staged(conn: psycopg.Connection, kind: str, rows: Iterable[Sequence[Any]]) -> None:
+    """Binary COPY of `rows` (tuples in STAGING[kind].columns order) into the kind's staging
+    table, opened in this transaction (mes.open_staging)."""
+    spec = STAGING[kind]
+    with conn.cursor().copy(spec.copy_sql) as copy:
+        copy.set_types(list(spec.types))
+        for row in rows:
+            copy.write_row(row)
+
+
 def write_staged(conn: psycopg.Connection, kind: str, rows: Iterable[Sequence[Any]]) -> int:
     """COPY `rows` (tuples in STAGING[kind].columns order) and move them in; returns rows written.
 
     Call inside core.tenancy.tenant_transaction: the write function checks every row against
     that context and refuses the whole batch (InsufficientPrivilege) on a single mismatch.
     """
-    spec = STAGING[kind]
-    conn.execute("SELECT mes.open_staging(%s)", (kind,))
-    with conn.cursor().copy(spec.copy_sql) as copy:
-        copy.set_types(list(spec.types))
-        for row in rows:
-            copy.write_row(row)
-    row = conn.execute(f"SELECT {spec.write_function}()").fetchone()
+    sql, params = open_staging_sql(None)
+    conn.execute(sql, {**params, "kind": kind})
+    copy_staged(conn, kind, rows)
+    row = conn.execute(f"SELECT {STAGING[kind].write_function}()").fetchone()
     return int(row[0]) if row else 0

@@ -1,4 +1,4 @@
-"""Group accepted messages by tenant and kind until a batch is due (by rows or by age)."""
+"""Group accepted messages by tenant and kind until a batch is due (by rows, messages or age)."""
 
 from __future__ import annotations
 
@@ -40,12 +40,13 @@ class TenantBatch:
 
 
 class Batcher:
-    """Accumulates rows; `due()` when `max_rows` are waiting or the oldest waited `max_age_s`."""
+    """Accumulates rows; due when `max_rows` rows or `max_messages` messages are waiting, or
+    the oldest waited `max_age_s`."""
 
-    def __init__(self, max_rows: int, max_age_s: float) -> None:
-        self.max_rows, self.max_age_s = max_rows, max_age_s
+    def __init__(self, max_rows: int, max_age_s: float, max_messages: int) -> None:
+        self.max_rows, self.max_age_s, self.max_messages = max_rows, max_age_s, max_messages
         self._batches: dict[Tenant, TenantBatch] = {}
-        self._rows = 0
+        self._rows = self._messages = 0
         self._oldest: float | None = None
 
     def add(self, message: InFlight) -> None:
@@ -58,19 +59,20 @@ class Batcher:
         batch.rows[accepted.staging_kind].extend(accepted.rows)
         batch.messages.append(message)
         self._rows += len(accepted.rows)
+        self._messages += 1
         if self._oldest is None:
             self._oldest = message.received
 
     @property
-    def rows(self) -> int:
-        """Rows waiting, over all tenants."""
-        return self._rows
+    def full(self) -> bool:
+        """Due by size: `max_rows` rows or `max_messages` messages waiting."""
+        return self._rows >= self.max_rows or self._messages >= self.max_messages
 
     def seconds_until_due(self, now: float | None = None) -> float | None:
         """0 when due, None when empty, else how long until the age limit."""
         if self._oldest is None:
             return None
-        if self._rows >= self.max_rows:
+        if self.full:
             return 0.0
         return max(0.0, self._oldest + self.max_age_s - (now or time.monotonic()))
 
@@ -78,5 +80,6 @@ class Batcher:
         """Every batch waiting (one per tenant), and start empty."""
         batches = list(self._batches.values())
         self._batches.clear()
-        self._rows, self._oldest = 0, None
+        self._rows = self._messages = 0
+        self._oldest = None
         return batches

@@ -33,10 +33,12 @@ class IngestMetrics:
                                     ["kind"], registry=r)
         self.dead_letters = Counter("ingest_dead_letters", "messages dead-lettered, by reason",
                                     ["reason"], registry=r)
-        self.batch_rows = Histogram("ingest_batch_rows", "rows per tenant transaction",
+        self.batch_rows = Histogram("ingest_batch_rows",
+                                    "rows per tenant batch (a transaction holds one or more)",
                                     buckets=(1, 10, 100, 500, 1000, 5000, 20000, 100000),
                                     registry=r)
-        self.commit_seconds = Histogram("ingest_commit_seconds", "tenant transaction time",
+        self.commit_seconds = Histogram("ingest_commit_seconds",
+                                        "transaction time (one or more tenant batches)",
                                         registry=r)
         self.lag_seconds = Histogram(
             "ingest_lag_seconds", "oldest record time of a message to its commit",

@@ -303,3 +303,49 @@ def test_two_batches_of_one_kind_in_one_transaction(app: psycopg.Connection,
         assert write_staged(app, "machine_status", second) == 2  # the first batch is not staged
         assert app.execute("SELECT count(*) FROM pg_temp.stage_machine_status").fetchone() \
             == (2,)
+
+
+def test_a_batch_partly_stored_lands_the_rest_and_announces_what_landed(
+        app: psycopg.Connection, database: TestDatabase, tenants: Tenants) -> None:
+    """sql/0016: a batch none of whose keys is stored is inserted plainly; one that repeats a
+    stored key (a replay) or a key of its own falls back to ON CONFLICT DO NOTHING. Both ways
+    land each new row once and announce each machine's newest landed state."""
+    a = tenants.a
+    rows = status_rows(a, "a1", 40_000, 5)
+    fresh = [(*r[:4], "running", None) for r in status_rows(a, "a1", 40_005, 2)]
+    with database.app(autocommit=True) as listener:
+        listener.execute("LISTEN mes_stream")
+        with tenant_transaction(app, Tenant(a.id)):
+            assert write_staged(app, "machine_status", rows[:3]) == 3  # nothing stored: plain
+        # Two stored, two new, one new twice in the batch itself: only the new ones land.
+        with tenant_transaction(app, Tenant(a.id)):
+            assert write_staged(app, "machine_status",
+                                rows[1:] + fresh + fresh[1:]) == 4
+        with tenant_transaction(app, Tenant(a.id)):
+            assert write_staged(app, "machine_status", rows) == 0
+        announced = [msgspec.json.decode(n.payload)["row"]
+                     for n in listener.notifies(timeout=1, stop_after=3)]
+    newest = [rows[2][3], fresh[1][3]]
+    assert [(n["machine_id"], n["state"]) for n in announced] == [
+        (str(a.machines["a1"]), "idle"), (str(a.machines["a1"]), "running")]
+    assert [n["ts"] for n in announced] == [
+        app.execute("SELECT to_jsonb(%s::timestamptz)", (t,)).fetchone()[0] for t in newest]
+    with tenant_transaction(app, Tenant(a.id)):
+        assert app.execute("SELECT count(*) FROM mes.v_machine_status_history WHERE "
+                           "machine_id = %s AND ts >= %s", (a.machines["a1"], rows[0][3])
+                           ).fetchone() == (7,)
+
+
+@pytest.mark.parametrize("kind", ["machine_counter", "machine_telemetry"])
+def test_a_replayed_sample_batch_lands_only_its_new_rows(app: psycopg.Connection,
+                                                         tenants: Tenants, kind: str) -> None:
+    a = tenants.a
+    machine, plant = a.machines["a1"], a.machine_plant["a1"]
+    rows = [(a.id, plant, machine, "t1", T0 + timedelta(days=2, seconds=i), float(i))
+            for i in range(6)]
+    with tenant_transaction(app, Tenant(a.id)):
+        assert write_staged(app, kind, rows[:4]) == 4
+    with tenant_transaction(app, Tenant(a.id)):
+        assert write_staged(app, kind, rows[2:]) == 2
+    with tenant_transaction(app, Tenant(a.id)):
+        assert write_staged(app, kind, rows) == 0

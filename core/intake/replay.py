@@ -16,7 +16,7 @@ from psycopg_pool import ConnectionPool
 
 from core.intake.registry import Registry
 from core.intake.validator import Accepted, Limits, NotOurs, Rejected, Validator
-from core.intake.writer import BatchRefused, Retrier, Writer
+from core.intake.writer import BatchRefused, Retrier, StagedRows, Writer
 from core.wire import DeadLetterReason
 
 Letter = tuple[int, str, bytes, int]  # id, topic, payload, payload_size
@@ -84,7 +84,8 @@ def replay(app_url: str, limits: Limits, letters: Sequence[Letter]
                 out.append((id_, True, "status message, nothing to write"))
                 continue
             try:
-                written = writer.write(result.tenant, {result.staging_kind: result.rows})
+                staged = StagedRows(result.tenant, {result.staging_kind: result.rows})
+                written = writer.write([staged])[0]
             except BatchRefused as e:
                 out.append((id_, False, str(e)))
                 continue

@@ -4,31 +4,42 @@ On a private PostgreSQL and mosquitto (free loopback ports), with the demo tenan
 
 1. throughput: N messages (R state records each) are queued at the broker for the ingest's
    persistent session while it is stopped; the ingest is started and timed until every row
-   is committed (so the figure is the ingest's, not the publisher's);
-2. ceiling: the same rows written by one binary COPY straight into the same table;
+   is committed (its own commit counter, so the figure is the ingest's, not the publisher's
+   nor a poller's); once with `--records` per message, once with `--small-records`;
+2. ceiling: the same rows written by one binary COPY straight into the same table, right
+   before and right after each throughput run (their mean: other load drifts);
 3. naive: a consumer that INSERTs each record and commits per message (what one writes by
    hand), over the same messages;
 4. latency: a steady offered load of half the measured rate for `--latency-seconds`; p50 and
    p99 from record time to commit;
 5. burst: ten times the measured rate for a few seconds at an ingest running as its own
-   process; its peak resident memory.
+   process; its peak resident memory;
+6. scale-out: for 1, 2, 4, ... up to `--processes` ingest processes (`mes ingest run`, one
+   writer each: N processes are N database writers) on one shared subscription: connected,
+   paused (SIGSTOP), a backlog published, resumed and timed until every row is committed;
+   against the COPY ceiling of as many parallel writers.
 
-Prints a summary and one JSON line. Ratios, not absolute numbers, are what to compare across
-machines.
+Steps 1-2 also measure the COPY with as many writers as the ingest has (`ingest.writers`).
+
+Prints a summary with every ratio and its target, the load average and the cores, and one
+JSON line. Ratios, not absolute numbers, are what to compare across machines.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,9 +55,10 @@ from core.settings import load_settings
 from core.staging import STAGING
 from core.wire import Kind, MachineState, StateEnvelope, StateRecord, Topic, encode
 from ingest.service import IngestService
-from ingest.settings import IngestSettings
+from ingest.settings import IngestOptions, IngestSettings
 from mes.demo_seed import DEMO_ORG, DemoTenant, seed_demo
 from mes.services.broker import BrokerServer
+from mes.services.ports import free_port
 from mes.services.postgres import PostgresServer
 
 STATES = [MachineState.RUNNING, MachineState.IDLE, MachineState.FAULT, MachineState.STARVED]
@@ -55,37 +67,50 @@ STATES = [MachineState.RUNNING, MachineState.IDLE, MachineState.FAULT, MachineSt
 def register_bench(benches: Any) -> None:
     """Add `mes bench ingest` to the `mes bench` parser."""
     p = benches.add_parser("ingest", help="ingest throughput and latency against COPY and naive")
-    p.add_argument("--messages", type=int, default=2000)
+    p.add_argument("--messages", type=int, default=4000,
+                   help="messages of the throughput runs (as many rows for the small ones)")
     p.add_argument("--records", type=int, default=100, help="records per message")
+    p.add_argument("--small-records", type=int, default=20,
+                   help="records per message of the second throughput run (0: skip it)")
     p.add_argument("--naive-messages", type=int, default=300,
                    help="messages for the naive consumer (it is slow)")
     p.add_argument("--latency-seconds", type=float, default=10)
     p.add_argument("--burst-seconds", type=float, default=5)
+    p.add_argument("--processes", type=int, default=4,
+                   help="scale-out: 1, 2, 4, ... up to this many ingest processes (0: skip)")
     p.set_defaults(func=cmd_bench_ingest)
 
 
 class Feed:
-    """Distinct state messages of the demo gateway: (topic, payload, rows) on demand."""
+    """Distinct state messages of the demo's gateways, taking turns (a central ingest hears
+    many gateways): (topic, payload) on demand."""
 
-    def __init__(self, demo: DemoTenant, records: int) -> None:
-        plant = next(iter(demo.gateways))
-        self.gateway = demo.gateways[plant]
-        self.machines = demo.machines[plant]
-        self.topic = str(Topic(DEMO_ORG, plant, self.gateway, Kind.STATE))
+    def __init__(self, demo: DemoTenant, records: int, days_back: int = 1) -> None:
+        self.gateways = [(demo.gateways[plant], demo.machines[plant],
+                          str(Topic(DEMO_ORG, plant, demo.gateways[plant], Kind.STATE)))
+                         for plant in sorted(demo.gateways)]
         self.records = records
         self.seq = 0
-        self.t0 = datetime.now(UTC) - timedelta(days=1)
+        self.t0 = datetime.now(UTC) - timedelta(days=days_back)  # each run its own window
 
     def message(self, ts: datetime | None = None) -> tuple[str, bytes]:
-        """The next (topic, payload): `records` state records, the next seq."""
+        """The next (topic, payload): `records` state records of the next gateway."""
         self.seq += 1
+        gateway, machines, topic = self.gateways[self.seq % len(self.gateways)]
         base = ts or self.t0 + timedelta(milliseconds=self.seq * self.records)
-        recs = [StateRecord(machine=self.machines[i % len(self.machines)],
-                            ts=base + timedelta(microseconds=i // len(self.machines)),
+        recs = [StateRecord(machine=machines[i % len(machines)],
+                            ts=base + timedelta(microseconds=i // len(machines)),
                             state=STATES[i % len(STATES)]) for i in range(self.records)]
-        env = StateEnvelope(v=1, gateway=self.gateway, seq=self.seq,
+        env = StateEnvelope(v=1, gateway=gateway, seq=self.seq // len(self.gateways) + 1,
                             sent_at=datetime.now(UTC), records=recs)
-        return self.topic, encode(env)
+        return topic, encode(env)
+
+
+def _machines(owner: str) -> dict[str, tuple[uuid.UUID, uuid.UUID]]:
+    """Machine code -> (machine id, plant id) of the demo."""
+    with psycopg.connect(owner) as conn:
+        return {code: (m, p) for code, m, p in
+                conn.execute("SELECT code, id, plant_id FROM mes.machines ORDER BY code")}
 
 
 class Pub:
@@ -153,69 +178,97 @@ def _count(owner: str) -> int:
 
 
 def _wait_rows(owner: str, target: int, timeout: float = 600) -> float:
+    # For a process measured from outside; count(*) scans the table, so not too often.
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if _count(owner) >= target:
             return time.monotonic()
-        time.sleep(0.02)
+        time.sleep(0.25)
     raise TimeoutError(f"{_count(owner)} of {target} rows after {timeout}s")
 
 
-def bench_throughput(owner: str, app: str, broker: BrokerServer, feed: Feed, messages: int
-                     ) -> dict[str, float]:
-    """Step 1 of the module docstring: a backlog at the broker, timed until committed."""
-    settings = _settings(owner, app, broker, "bench-ingest")
-    service = IngestService(settings)  # register the persistent session, then go away
-    service.start()
-    service.consumer.subscribed.wait(10)
-    time.sleep(0.3)
-    service.stop()
-    before = _count(owner)
+def _wait_for(committed: Callable[[], float], target: int, timeout: float = 600) -> float:
+    """When `committed()` (rows an ingest committed, by its own counter) reached `target`."""
+    deadline = time.monotonic() + timeout
+    while (done := committed()) < target:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{done:.0f} of {target} rows committed after {timeout}s")
+        time.sleep(0.01)
+    return time.monotonic()
+
+
+def _publish(broker: BrokerServer, feed: Feed, messages: int) -> int:
+    """Publish `messages` of `feed` and wait until the broker has them; returns their rows."""
     pub = Pub(broker)
     for _ in range(messages):
         pub.send(*feed.message())
     pub.wait(messages)
     pub.close()
+    return messages * feed.records
+
+
+def bench_throughput(owner: str, app: str, broker: BrokerServer, feed: Feed, messages: int
+                     ) -> dict[str, float]:
+    """Step 1 of the module docstring: a backlog at the broker, timed until committed."""
+    settings = _settings(owner, app, broker, f"bench-ingest-{feed.records}")
+    service = IngestService(settings)  # register the persistent session, then go away
+    service.start()
+    service.consumer.subscribed.wait(10)
+    time.sleep(0.3)
+    service.stop()
+    rows = _publish(broker, feed, messages)
     service = IngestService(settings)
     started = time.monotonic()
     service.start()
-    done = _wait_rows(owner, before + messages * feed.records)
+    done = _wait_for(lambda: service.metrics.sample("ingest_rows_offered_total",
+                                                    kind="machine_status"), rows)
     service.stop()
-    rows = messages * feed.records
     return {"rows": rows, "seconds": done - started, "rows_per_s": rows / (done - started)}
 
 
-def bench_copy_ceiling(owner: str, demo: DemoTenant, rows: int) -> dict[str, float]:
-    """The same shape of rows, one binary COPY as the owner straight into the table."""
-    plant_code = next(iter(demo.gateways))
-    with psycopg.connect(owner) as conn:
-        ids = conn.execute("SELECT id FROM mes.machines WHERE code = ANY(%s) ORDER BY code",
-                           (demo.machines[plant_code],)).fetchall()
-        t0 = datetime.now(UTC) - timedelta(days=3)
-        org, plant = demo.organization_id, demo.plants[plant_code]
-        data = [(org, plant, ids[i % len(ids)][0], t0 + timedelta(microseconds=i),
-                 STATES[i % len(STATES)].value, None) for i in range(rows)]
-        spec = STAGING["machine_status"]
-        started = time.monotonic()
-        with conn.cursor().copy(
-            f"COPY mes.{spec.table} ({', '.join(spec.columns)}) "
-            "FROM STDIN (FORMAT BINARY)"
-        ) as copy:
+def bench_copy_ceiling(owner: str, demo: DemoTenant, rows: int, days_back: int,
+                       writers: int = 1) -> dict[str, float]:
+    """The same shape of rows by binary COPY as the owner straight into the table: `writers`
+    connections in parallel, each its share of the rows, timed until the last commits."""
+    known = _machines(owner)
+    ids = [known[code] for plant in sorted(demo.gateways) for code in demo.machines[plant]]
+    t0 = datetime.now(UTC) - timedelta(days=days_back)
+    org = demo.organization_id
+    data = [(org, ids[i % len(ids)][1], ids[i % len(ids)][0], t0 + timedelta(microseconds=i),
+             STATES[i % len(STATES)].value, None) for i in range(rows)]
+    spec = STAGING["machine_status"]
+    conns = [psycopg.connect(owner) for _ in range(writers)]
+    go = threading.Barrier(writers + 1)
+
+    def write(conn: psycopg.Connection, share: list[tuple[Any, ...]]) -> None:
+        go.wait()
+        with conn.cursor().copy(f"COPY mes.{spec.table} ({', '.join(spec.columns)}) "
+                                "FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(list(spec.types))
-            for row in data:
+            for row in share:
                 copy.write_row(row)
         conn.commit()
-        seconds = time.monotonic() - started
-    return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds}
+
+    threads = [threading.Thread(target=write, args=(c, data[i::writers]))
+               for i, c in enumerate(conns)]
+    for t in threads:
+        t.start()
+    go.wait()
+    started = time.monotonic()
+    for t in threads:
+        t.join()
+    seconds = time.monotonic() - started
+    for c in conns:
+        c.close()
+    return {"rows": rows, "writers": writers, "seconds": seconds, "rows_per_s": rows / seconds}
 
 
 def bench_naive(owner: str, broker: BrokerServer, feed: Feed, messages: int, demo: DemoTenant
                 ) -> dict[str, float]:
     """Subscribe, and per message: INSERT each record, COMMIT, then acknowledge."""
-    plant_code = next(iter(demo.gateways))
+    machines = _machines(owner)
     conn = psycopg.connect(owner)
-    machine_ids = dict(conn.execute("SELECT code, id FROM mes.machines").fetchall())
-    org, plant = demo.organization_id, demo.plants[plant_code]
+    org = demo.organization_id
     got = threading.Event()
     done = [0]
 
@@ -227,7 +280,8 @@ def bench_naive(owner: str, broker: BrokerServer, feed: Feed, messages: int, dem
                     "INSERT INTO mes.machine_status_history (organization_id, plant_id, "
                     "machine_id, ts, state, reason_code) VALUES (%s, %s, %s, %s, %s, %s) "
                     "ON CONFLICT DO NOTHING",
-                    (org, plant, machine_ids[r.machine], r.ts, r.state.value, r.reason_code))
+                    (org, machines[r.machine][1], machines[r.machine][0], r.ts, r.state.value,
+                     r.reason_code))
         conn.commit()
         client.ack(msg.mid, msg.qos)
         done[0] += 1
@@ -298,14 +352,48 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
-def bench_burst(owner: str, app: str, broker: BrokerServer, feed: Feed, rows_per_s: float,
-                seconds: float) -> dict[str, float]:
-    """Step 5: `mes ingest run` as a process under `rows_per_s`; its peak resident memory."""
-    env = {**os.environ, **_env(owner, app, broker, "bench-burst")}
-    proc = subprocess.Popen([sys.executable, "-m", "mes.cli", "ingest", "run"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _ingest_process(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """`mes ingest run` as its own process, its log in `log` (shown if the bench fails)."""
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "mes.cli", "ingest", "run"],
+                                env={**os.environ, **env}, stdout=out, stderr=out)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGCONT)  # a paused process cannot act on SIGTERM
+    proc.terminate()
     try:
-        time.sleep(2.0)
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _log_tail(log: Path) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-20:]) if log.exists() else ""
+
+
+def _wait_healthy(procs: list[subprocess.Popen[bytes]], ports: list[int], logs: list[Path]
+                  ) -> None:
+    """Until every process answers /health with 200 (subscribed: what the broker receives
+    from then on is kept for it), or raise with their logs."""
+    deadline = time.monotonic() + 60
+    while not all(_healthy(p) for p in ports):
+        if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+            raise RuntimeError("an ingest process did not come up:\n"
+                               + "\n".join(_log_tail(log) for log in logs))
+        time.sleep(0.1)
+
+
+def bench_burst(owner: str, app: str, broker: BrokerServer, feed: Feed, rows_per_s: float,
+                seconds: float, workdir: Path) -> dict[str, float]:
+    """Step 5: `mes ingest run` as a process under `rows_per_s`; its peak resident memory."""
+    log, port = workdir / "burst.log", free_port()
+    proc = _ingest_process({**_env(owner, app, broker, "bench-burst"),
+                            "MES_INGEST__STATUS_PORT": str(port)}, log)
+    try:
+        _wait_healthy([proc], [port], [log])
+        time.sleep(1.0)  # what it allocates once, before the burst
         baseline = _rss_kib(proc.pid)
         before = _count(owner)
         peak = [baseline]
@@ -329,41 +417,156 @@ def bench_burst(owner: str, app: str, broker: BrokerServer, feed: Feed, rows_per
             time.sleep(0.001)
         pub.wait(sent)
         pub.close()
-        _wait_rows(owner, before + sent * feed.records)
+        try:
+            _wait_rows(owner, before + sent * feed.records)
+        except TimeoutError as e:
+            raise TimeoutError(f"{e}; the ingest's log ends:\n{_log_tail(log)}") from None
         stop.set()
         sampler.join()
         return {"offered_rows_per_s": 10 * rows_per_s, "published_rows": sent * feed.records,
                 "rss_start_mib": baseline / 1024, "rss_peak_mib": peak[0] / 1024}
     finally:
-        proc.terminate()
-        proc.wait(30)
+        _stop(proc)
+
+
+def _rows_committed(port: int) -> float:
+    """`ingest_rows_offered_total{kind="machine_status"}` of the ingest on status `port`."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return 0.0
+    for line in text.splitlines():
+        if line.startswith('ingest_rows_offered_total{kind="machine_status"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def bench_processes(owner: str, app: str, broker: BrokerServer, feed: Feed, n: int,
+                    messages: int, workdir: Path) -> dict[str, float]:
+    """Step 6 for `n` processes: connected and subscribed, paused, a backlog published, resumed
+    together and timed until every row is committed (their own counters, summed)."""
+    group = f"bench-share-{n}"
+    ports = [free_port() for _ in range(n)]
+    logs = [workdir / f"{group}-{i}.log" for i in range(n)]
+    procs = [_ingest_process({**_env(owner, app, broker, f"{group}-{i}"),
+                              "MES_MQTT__SHARE_GROUP": group, "MES_INGEST__STATUS_PORT": str(port),
+                              "MES_MAINTENANCE__ENABLED": "false", "MES_INGEST__WRITERS": "1"}, log)
+             for i, (port, log) in enumerate(zip(ports, logs, strict=True))]
+    try:
+        _wait_healthy(procs, ports, logs)
+        for proc in procs:  # the broker keeps each member's share while they are paused
+            proc.send_signal(signal.SIGSTOP)
+        rows = _publish(broker, feed, messages)
+        started = time.monotonic()
+        for proc in procs:
+            proc.send_signal(signal.SIGCONT)
+        try:
+            done = _wait_for(lambda: sum(_rows_committed(p) for p in ports), rows)
+        except TimeoutError as e:
+            raise TimeoutError(f"{e}; logs:\n" + "\n".join(_log_tail(log) for log in logs)
+                               ) from None
+        shares = [_rows_committed(p) for p in ports]
+    finally:
+        for proc in procs:
+            _stop(proc)
+    return {"processes": n, "rows": rows, "seconds": done - started,
+            "rows_per_s": rows / (done - started), "rows_per_process": shares}
+
+
+def _process_counts(most: int) -> list[int]:
+    counts, n = [], 1
+    while n <= most:
+        counts.append(n)
+        n *= 2
+    return counts
+
+
+def _against_copy(owner: str, demo: DemoTenant, rows: int, days_back: int, writers: int,
+                  run: Callable[[], dict[str, Any]], also: int | None = None) -> dict[str, Any]:
+    """`run()`'s figures with the COPY ceiling of as many rows by `writers` parallel writers,
+    measured right before and right after it (their mean: other load on the machine drifts),
+    and the ratio; with `also`, the same for that many writers as `copy_also`."""
+    counts = [writers] if also is None or also == writers else [writers, also]
+    before = [bench_copy_ceiling(owner, demo, rows, days_back + 2 * i, n)["rows_per_s"]
+              for i, n in enumerate(counts)]
+    result = run()
+    after = [bench_copy_ceiling(owner, demo, rows, days_back + 2 * i + 1, n)["rows_per_s"]
+             for i, n in enumerate(counts)]
+    keys = (("copy_ceiling", "ratio_to_copy"), ("copy_also", "ratio_to_copy_also"))
+    for (key, ratio), n, b, a in zip(keys, counts, before, after, strict=False):
+        result[key] = {"writers": n, "rows_per_s": (b + a) / 2, "before": b, "after": a}
+        result[ratio] = result["rows_per_s"] / result[key]["rows_per_s"]
+    return result
+
+
+def _say(what: str, run: dict[str, Any], target: str) -> None:
+    also = run.get("copy_also")
+    print(f"{what}: {run['rows_per_s']:,.0f} rows/s committed; raw binary COPY "
+          f"{run['copy_ceiling']['rows_per_s']:,.0f} rows/s with "
+          f"{run['copy_ceiling']['writers']} writer(s); ratio {run['ratio_to_copy']:.2f}{target}"
+          + (f"; COPY with {also['writers']} writers (as many as the ingest's) "
+             f"{also['rows_per_s']:,.0f}, ratio {run['ratio_to_copy_also']:.2f}" if also else ""),
+          flush=True)
 
 
 def cmd_bench_ingest(args: argparse.Namespace) -> int:
-    """Run the five steps, print the summary and one JSON line."""
-    results: dict[str, Any] = {"messages": args.messages, "records_per_message": args.records}
-    with _stack() as (_pg, broker, owner, app, demo):
-        feed = Feed(demo, args.records)
-        print(f"ingest: {args.messages} messages x {args.records} records ...", flush=True)
-        ingest = results["ingest"] = bench_throughput(owner, app, broker, feed, args.messages)
-        print(f"  {ingest['rows_per_s']:,.0f} rows/s committed", flush=True)
-        ceiling = results["copy_ceiling"] = bench_copy_ceiling(owner, demo, int(ingest["rows"]))
-        print(f"raw binary COPY: {ceiling['rows_per_s']:,.0f} rows/s", flush=True)
+    """Run the six steps, print the summary and one JSON line."""
+    load_start = os.getloadavg()
+    results: dict[str, Any] = {"messages": args.messages, "records_per_message": args.records,
+                               "cores": os.cpu_count(), "load_average_start": load_start}
+    rows = args.messages * args.records
+    with _stack() as (pg, broker, owner, app, demo):
+        feed = Feed(demo, args.records, days_back=1)
+        writers = IngestOptions().writers
+        ingest = results["ingest"] = _against_copy(
+            owner, demo, rows, 30, 1,
+            lambda: bench_throughput(owner, app, broker, feed, args.messages), also=writers)
+        _say(f"ingest, {args.messages} messages x {args.records} records", ingest,
+             " (target >= 0.80)")
+        if args.small_records:
+            small, n = Feed(demo, args.small_records, days_back=2), rows // args.small_records
+            results["ingest_small"] = _against_copy(
+                owner, demo, n * args.small_records, 34, 1,
+                lambda: bench_throughput(owner, app, broker, small, n), also=writers)
+            _say(f"ingest, {n} messages x {args.small_records} records",
+                 results["ingest_small"], " (target >= 0.60)")
         naive = results["naive"] = bench_naive(owner, broker, feed, args.naive_messages, demo)
-        print(f"naive insert-per-record, commit-per-message: {naive['rows_per_s']:,.0f} rows/s",
-              flush=True)
+        results["ratio_to_naive"] = ingest["rows_per_s"] / naive["rows_per_s"]
+        print(f"naive insert-per-record, commit-per-message: {naive['rows_per_s']:,.0f} rows/s; "
+              f"ingest / naive {results['ratio_to_naive']:.1f}x (target >= 15)", flush=True)
         lat = results["latency"] = bench_latency(owner, app, broker, feed,
                                                  ingest["rows_per_s"] / 2, args.latency_seconds)
         print(f"latency at {lat['offered_rows_per_s']:,.0f} rows/s offered: "
-              f"p50 {lat['p50_s'] * 1000:.0f} ms, p99 {lat['p99_s'] * 1000:.0f} ms", flush=True)
+              f"p50 {lat['p50_s'] * 1000:.0f} ms, p99 {lat['p99_s'] * 1000:.0f} ms "
+              "(target p99 < 500 ms)", flush=True)
         burst = results["burst"] = bench_burst(owner, app, broker, feed, ingest["rows_per_s"],
-                                               args.burst_seconds)
+                                               args.burst_seconds, pg.datadir.parent)
         print(f"burst at 10x ({burst['offered_rows_per_s']:,.0f} rows/s offered): RSS "
               f"{burst['rss_start_mib']:.0f} MiB -> peak {burst['rss_peak_mib']:.0f} MiB",
               flush=True)
-    results["ratio_to_copy"] = ingest["rows_per_s"] / ceiling["rows_per_s"]
-    results["ratio_to_naive"] = ingest["rows_per_s"] / naive["rows_per_s"]
-    print(f"ingest / COPY ceiling: {results['ratio_to_copy']:.2f} (target >= 0.50); "
-          f"ingest / naive: {results['ratio_to_naive']:.1f}x (target >= 10)")
+        scale: list[dict[str, Any]] = []
+        results["scale_out"] = scale
+        for i, n in enumerate(_process_counts(args.processes)):
+            shared = Feed(demo, args.records, days_back=4 + i)
+            run = _against_copy(owner, demo, rows, 40 + 4 * i, n, functools.partial(
+                bench_processes, owner, app, broker, shared, n, args.messages,
+                pg.datadir.parent))
+            run["speedup"] = run["rows_per_s"] / (scale[0] if scale else run)["rows_per_s"]
+            scale.append(run)
+            _say(f"scale-out, {n} ingest process(es) on one shared subscription "
+                 f"({run['speedup']:.2f}x of 1)", run, "")
+    results["load_average_end"] = os.getloadavg()
+    print(f"machine: {os.cpu_count()} cores; load average (1/5/15 min) at start "
+          f"{'/'.join(f'{x:.1f}' for x in load_start)}, at end "
+          f"{'/'.join(f'{x:.1f}' for x in results['load_average_end'])}")
     print(json.dumps({"bench": "ingest", **results}))
     return 0

@@ -296,3 +296,45 @@ def test_the_same_bad_payload_twice_is_one_letter_seen_twice(
                             "FROM mes.dead_letters WHERE topic = %s AND payload = %s",
                             (topic, payload)).fetchall()
     assert rows == [(2, True)]
+
+
+def test_a_transaction_of_several_tenants_refused_lands_the_others_and_isolates_the_message(
+        database: TestDatabase, tenants: Tenants, broker_server, start_ingest) -> None:
+    """One writer, a batch of three tenants in one transaction; the database refuses one
+    tenant's rows (its machine moved to another plant after the ingest cached it). The other
+    two tenants' rows land, each once; the refused message alone is the dead letter."""
+    service = start_ingest(broker_server, MES_INGEST__WRITERS="1",
+                           MES_INGEST__BATCH_AGE_MS="1500")
+    start = BASE - timedelta(days=17)
+    a = tenants.a
+    pub = Publisher(broker_server)
+    try:
+        pub.publish([(gateway_topic(tenants, "a1"),
+                      encode(state_message("gw-a1", 1, "a1-press", n=1, start=start)))])
+        wait_until(lambda: service.metrics.sample("ingest_messages_total", outcome="written")
+                   >= 1, what="the registry cached a1-press")
+        with database.superuser() as conn:
+            conn.execute("UPDATE mes.machines SET plant_id = %s WHERE id = %s",
+                         (a.plants["a2"], a.machines["a1"]))
+        msgs = [(gateway_topic(tenants, plant), encode(state_message(
+                    f"gw-{plant}", 2, f"{plant}-press", n=5, start=start)))
+                for plant in ("b1", "a1", "a2")]
+        pub.publish(msgs)
+        wait_until(lambda: service.metrics.sample("ingest_messages_total", outcome="written")
+                   + service.metrics.sample("ingest_messages_total", outcome="dead_letter")
+                   >= 4, what="the three messages handled")
+    finally:
+        pub.close()
+        with database.superuser() as conn:
+            conn.execute("UPDATE mes.machines SET plant_id = %s WHERE id = %s",
+                         (a.plants["a1"], a.machines["a1"]))
+    since = start + timedelta(seconds=10)  # the second messages: seq 2 x 5 records
+    for plant, org, expected in (("b1", tenants.b, 5), ("a1", a, 0), ("a2", a, 5)):
+        assert count_rows(database, "machine_status_history",
+                          "machine_id = %s AND ts >= %s AND ts < %s",
+                          (org.machines[plant], since, since + timedelta(minutes=1))
+                          ) == expected, plant
+    assert count_rows(database, "dead_letters", "reason = 'refused_by_database' AND topic = %s",
+                      (gateway_topic(tenants, "a1"),)) == 1
+    assert service.metrics.sample("ingest_dead_letters_total",
+                                  reason="refused_by_database") == 1
