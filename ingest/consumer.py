@@ -53,6 +53,7 @@ class Consumer:
         self.connected = threading.Event()
         self.subscribed = threading.Event()  # the broker acknowledged the subscription
         self._closed = threading.Event()
+        self._stopping = False
         self.on_connection_change: list[Any] = []
         client = build_client(settings, client_id=settings.client_id, section="mqtt",
                               persistent_session=True, manual_ack=True)
@@ -79,6 +80,7 @@ class Consumer:
     def stop(self, timeout: float = 5.0) -> None:
         """Disconnect cleanly: queued PUBACKs go out before the DISCONNECT, and paho's loop is
         stopped only after the broker closed (stopping it at once can drop both)."""
+        self._stopping = True
         self._closed.clear()
         self._client.disconnect()
         self._closed.wait(timeout)
@@ -128,7 +130,10 @@ class Consumer:
             self.connected.clear()
             self.subscribed.clear()
         self._closed.set()
-        log.warning("disconnected from broker; reconnecting", extra={"reason": str(reason)})
+        if self._stopping:  # our own DISCONNECT: nothing to warn about, nothing to retry
+            log.info("disconnected from broker", extra={"reason": str(reason)})
+        else:
+            log.warning("disconnected from broker; reconnecting", extra={"reason": str(reason)})
         for cb in self.on_connection_change:
             cb(False)
 
