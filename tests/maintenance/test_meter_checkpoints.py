@@ -96,8 +96,9 @@ def test_stored_checkpoints_equal_meters_from_scratch(database: TestDatabase,
     """Each step is a new Meters (a restarted engine, or another replica): it starts from the
     checkpoints stored by the step before, a settling lag behind its clock, and equals the
     meters from scratch, across the counter's restart at minute 40 (read from a checkpoint
-    stored at minute 21) and a row landing late but after the stored checkpoint. A row landing before a
-    stored checkpoint (later than the lag promises) counts once the chain is rebuilt."""
+    stored at minute 21) and a row landing late but after the stored checkpoint. A row landing
+    before a stored checkpoint (later than the lag promises) counts once the chain is
+    rebuilt."""
     _, machine = add_machine(database, tenants)
     tenant = Tenant(tenants.a.id, tenants.a1)
     settling = Settling(lag=5 * M, recompute=timedelta(days=1))
