@@ -67,3 +67,45 @@ CREATE INDEX pm_condition_cursors_organization_id_idx
     ON mes.pm_condition_cursors (organization_id);
 CREATE INDEX pm_condition_cursors_plant_id_idx ON mes.pm_condition_cursors (plant_id);
 CALL mes.protect_tenant_table('mes.pm_condition_cursors');
+
+-- A machine's latest landed row in any series after `after`, up to `upto`, if the machine is
+-- the tenant's (NULL otherwise, or without one): the horizon of its meters and where its
+-- checkpoints and cursors may go. Through the tenant views this read every counter and
+-- telemetry row of the machine (their keys lead with the tag, and a security-barrier view
+-- gives the planner no index order), so its cost grew with history; here each of the
+-- machine's tags is found by a probe of the key (a loose index scan) and its latest row by
+-- another.
+CREATE FUNCTION mes.machine_latest_row(machine uuid, after timestamptz, upto timestamptz)
+    RETURNS timestamptz
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+        WITH RECURSIVE counter_tags(tag) AS (
+            SELECT min(tag) FROM mes.machine_counter WHERE machine_id = machine
+            UNION ALL
+            SELECT (SELECT min(c.tag) FROM mes.machine_counter c
+                    WHERE c.machine_id = machine AND c.tag > t.tag)
+            FROM counter_tags t WHERE t.tag IS NOT NULL
+        ), telemetry_tags(tag) AS (
+            SELECT min(tag) FROM mes.machine_telemetry WHERE machine_id = machine
+            UNION ALL
+            SELECT (SELECT min(c.tag) FROM mes.machine_telemetry c
+                    WHERE c.machine_id = machine AND c.tag > t.tag)
+            FROM telemetry_tags t WHERE t.tag IS NOT NULL
+        )
+        SELECT greatest(
+            (SELECT max(ts) FROM mes.machine_status_history
+             WHERE machine_id = machine AND ts > after AND ts <= upto),
+            (SELECT max((SELECT max(c.ts) FROM mes.machine_counter c
+                         WHERE c.machine_id = machine AND c.tag = t.tag AND c.ts > after
+                           AND c.ts <= upto))
+             FROM counter_tags t WHERE t.tag IS NOT NULL),
+            (SELECT max((SELECT max(c.ts) FROM mes.machine_telemetry c
+                         WHERE c.machine_id = machine AND c.tag = t.tag AND c.ts > after
+                           AND c.ts <= upto))
+             FROM telemetry_tags t WHERE t.tag IS NOT NULL))
+        FROM mes.machines m
+        WHERE m.id = machine AND mes.tenant_allows(m.organization_id, m.plant_id)
+    $$;
+REVOKE ALL ON FUNCTION mes.machine_latest_row(uuid, timestamptz, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION mes.machine_latest_row(uuid, timestamptz, timestamptz) TO mes_app;

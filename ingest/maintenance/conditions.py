@@ -66,17 +66,6 @@ SELECT episode, tripped, at, run_start, rebuilt_at FROM mes.pm_condition_cursors
 WHERE rule_id = %s AND machine_id = %s
 """
 
-# The machine's latest landed row after `after` (in any series), up to now.
-_HORIZON = """
-SELECT greatest(
-    (SELECT max(ts) FROM mes.v_machine_status_history
-     WHERE machine_id = %(m)s AND ts > %(after)s AND ts <= %(now)s),
-    (SELECT max(ts) FROM mes.v_machine_counter
-     WHERE machine_id = %(m)s AND ts > %(after)s AND ts <= %(now)s),
-    (SELECT max(ts) FROM mes.v_machine_telemetry
-     WHERE machine_id = %(m)s AND ts > %(after)s AND ts <= %(now)s))
-"""
-
 # Replicas may write the same cursor: the later episode state (an episode trips, then clears)
 # wins, then the newer rebuild, then the later cursor (settling.py).
 _STORE_CURSOR = """
@@ -210,7 +199,7 @@ def _evaluate_one(conn: psycopg.Connection, r: Sequence[Any], now: datetime,
     since = (last[2] if tripped else last[3]) if last else active_from
     n = last[1] if last else 0
     cursor = conn.execute(_CURSOR, (rule, machine)).fetchone()
-    if not (cursor and (cursor[0], cursor[1]) == (n, tripped) and cursor[2] >= since
+    if not (cursor and (cursor[0], cursor[1]) == (n, tripped) and since <= cursor[2] <= now
             and settling.fresh(cursor[4], now)):
         cursor = None
     scanned = cursor[2] if cursor else since
@@ -231,8 +220,8 @@ def _evaluate_one(conn: psycopg.Connection, r: Sequence[Any], now: datetime,
                                           since, cursor[2] if cursor else None)
     if not found and cleared_open is None:
         # Nothing moved the episode state: the cursor moves on (settling.py).
-        horizon = conn.execute(_HORIZON, {"m": machine, "after": scanned, "now": now}
-                               ).fetchone()
+        horizon = conn.execute("SELECT mes.machine_latest_row(%s, %s, %s)",
+                               (machine, scanned, now)).fetchone()
         at = min(settling.cut(now), horizon[0]) if horizon and horizon[0] else None
         if (at is not None and at > scanned
                 and settling.advances(cursor[2] if cursor else None, at)):

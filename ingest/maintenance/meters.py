@@ -34,13 +34,7 @@ import psycopg
 
 from ingest.maintenance.settling import Settling
 
-# The latest row of one machine in a view after `after`, up to now (only the rows after it
-# are read: index on (machine_id, tag, ts)).
-_LATEST_AFTER = """(SELECT max(v.ts) FROM mes.{view} v WHERE v.machine_id = r.machine_id
-                    AND v.ts > {after} AND v.ts <= %(now)s)"""
-_AFTER = "greatest(l.ts, b.start)"  # l.ts is after b.start when there is one
-
-_READINGS = f"""
+_READINGS = """
 WITH req AS (
     SELECT * FROM unnest(%(machines)s::uuid[], %(kinds)s::text[], %(tags)s::text[],
                          %(sinces)s::timestamptz[], %(ck_at)s::timestamptz[],
@@ -80,10 +74,10 @@ LEFT JOIN LATERAL (
     SELECT u.until, CASE WHEN %(cut)s::timestamptz IS NOT NULL
                          THEN least(u.until, %(cut)s) END AS settle
     FROM (SELECT CASE WHEN coalesce(l.state, b.state0) = 'running'
-                      THEN greatest(b.start, l.ts,
-                           {_LATEST_AFTER.format(view='v_machine_counter', after=_AFTER)},
-                           {_LATEST_AFTER.format(view='v_machine_telemetry', after=_AFTER)})
-                      ELSE greatest(b.start, l.ts) END AS until) AS u
+                      THEN greatest(b.start, l.ts, mes.machine_latest_row(
+                                        r.machine_id, greatest(l.ts, b.start), %(now)s))
+                      ELSE greatest(b.start, l.ts) END AS until
+          OFFSET 0) AS u  -- not inlined: `until` is read twice
     WHERE r.kind = 'runtime_hours'
 ) h ON true
 LEFT JOIN LATERAL (
@@ -138,7 +132,7 @@ FROM unnest(%(machines)s::uuid[], %(kinds)s::text[], %(tags)s::text[], %(sinces)
      WITH ORDINALITY AS k(machine_id, kind, tag, since, i)
 JOIN mes.pm_meter_checkpoints c ON c.machine_id = k.machine_id AND c.meter_kind = k.kind
      AND c.tag = k.tag AND c.since = k.since
-WHERE c.rebuilt_at > %(stale)s
+WHERE c.rebuilt_at > %(stale)s AND c.at <= %(now)s  -- a clock set back: not beyond now
 """
 
 # Sorted, so that two engines storing overlapping sets lock the rows in the same order.

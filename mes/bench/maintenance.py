@@ -4,8 +4,9 @@ On a private PostgreSQL and broker with the demo tenant grown to `--machines` ma
 live plant, each with `--schedules-per-machine` schedules (cycles, runtime hours and calendar
 in turn) and some history:
 
-1. sweep: every schedule of the plant at once, from scratch (what the engine does at start
-   and every `sweep_s`), timed; per schedule;
+1. sweep: every schedule of the plant at once (what the engine does at start and every
+   `sweep_s`; the first from scratch, storing checkpoints, the others from them), timed;
+   per schedule;
 2. per batch: `after_commit` for batches of `--batch-machines` machines (what the ingest asks
    after a commit, with the meter checkpoints the sweep left), timed; per schedule evaluated;
 3. ingest rows/s with the engine off and on (the engine as `mes ingest run` runs it: told after
