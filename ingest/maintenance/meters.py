@@ -5,8 +5,8 @@ message adds no row, so it adds nothing to a meter; a restarted engine reads the
   state history (each row holds until the next; the state at `since` is the last row at or
   before it). `offline` ends running time and counts as nothing. The last state holds only up
   to the horizon: the latest timestamp, at or before now, that the machine has landed in any
-  series (state, counter, telemetry), never the wall clock, so a gateway that went silent adds
-  no hours.
+  series (state, counter, telemetry; mes.machine_latest_row(), sql/0015), never the wall
+  clock, so a gateway that went silent adds no hours.
 - **Counter increase**: the ingest lands running totals (the edge unwraps the PLC register's
   rollover, edge_agent/derivation/counters.py). A total that goes DOWN is a reset (the edge
   lost its total, a counter replaced): the increase across it is the new value, what was
@@ -18,8 +18,9 @@ trip per machine and meter was most of the engine's cost, mes bench maintenance)
 can start from a **checkpoint** (`Checkpoint`: the reading up to a time, and the state or
 counter value there, from an earlier read of the same rows), so that it reads only the rows
 after it instead of the whole history since `since`. The engine keeps checkpoints in memory
-between the evaluations after commits and drops them at every sweep, which reads from scratch:
-a row that lands late, stamped before a checkpoint, is counted from the next sweep on.
+between the evaluations after commits, placed where the rows end; sweeps start from the
+checkpoints stored in the database instead (placed as settling.py says, so that a row landing
+late is still counted) and store new ones; each sweep replaces the ones in memory.
 """
 
 from __future__ import annotations
@@ -122,9 +123,6 @@ LEFT JOIN LATERAL (
     WHERE r.kind = 'cycles'
 ) ct ON true
 """
-
-Key = tuple[uuid.UUID, str, str | None, datetime]
-
 
 _STORED = """
 SELECT k.i, c.at, c.value, c.state, c.last_value, c.rebuilt_at
