@@ -6,6 +6,7 @@ from core.models.dead_letter import DeadLetter
 from core.models.downtime import DowntimeReason
 from core.models.machine import Gateway, Machine
 from core.models.maintenance import PmSchedule, PmTask, PmTaskHistory
+from core.models.maintenance_checkpoints import PmConditionCursor, PmMeterCheckpoint
 from core.models.maintenance_rules import PmConditionEpisode, PmConditionRule, PmCorrectiveRule
 from core.models.maintenance_webhooks import PmWebhook, PmWebhookDelivery
 from core.models.organization import Organization, Plant
@@ -37,9 +38,11 @@ __all__ = [
     "Ncr",
     "Organization",
     "Plant",
+    "PmConditionCursor",
     "PmConditionEpisode",
     "PmConditionRule",
     "PmCorrectiveRule",
+    "PmMeterCheckpoint",
     "PmSchedule",
     "PmTask",
     "PmTaskHistory",

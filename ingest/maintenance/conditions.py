@@ -12,6 +12,16 @@ EVIDENCE_MAX).
 
 Episodes and tasks are written per (rule, machine) under an advisory lock, from landed rows,
 so a replay, a restart or a second engine finds the same episodes and raises nothing twice.
+
+Cost. A stored **cursor** per (rule, machine) (mes.pm_condition_cursors) says that in the
+episode state it names (the last episode, tripped or not) every row up to `at` was scanned
+without a trip or a clearing; a telemetry rule's cursor also keeps where the open run beyond
+the threshold began (a run shorter than `for_seconds`: no trip yet). An evaluation in that
+state reads only the rows after the cursor (from the run's start; for a count rule, from a
+window before it), so it is flat with history. The cursor is placed as settling.py says
+(`lag` behind now, at or before the machine's latest landed row) and ignored, so the scan
+starts from the last episode again, when the episode state moved on or its chain is due a
+rebuild.
 """
 
 from __future__ import annotations
@@ -26,8 +36,10 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from ingest.maintenance.raising import checklist_items, lock_pairs
+from ingest.maintenance.settling import Settling
 
 EVIDENCE_MAX = 50
+_US = timedelta(microseconds=1)  # timestamptz's resolution: `ts > t - _US` is `ts >= t`
 
 _RULES = """
 SELECT r.id, r.name, r.rule_kind, r.tag, r.comparison, r.threshold, r.clear_threshold,
@@ -47,6 +59,25 @@ ORDER BY r.id, m.id
 _LAST_EPISODE = """
 SELECT id, episode, tripped_at, cleared_at FROM mes.pm_condition_episodes
 WHERE rule_id = %s AND machine_id = %s ORDER BY episode DESC LIMIT 1
+"""
+
+_CURSOR = """
+SELECT episode, tripped, at, run_start, rebuilt_at FROM mes.pm_condition_cursors
+WHERE rule_id = %s AND machine_id = %s
+"""
+
+# Replicas may write the same cursor: the later episode state (an episode trips, then clears)
+# wins, then the newer rebuild, then the later cursor (settling.py).
+_STORE_CURSOR = """
+INSERT INTO mes.pm_condition_cursors AS c (organization_id, plant_id, rule_id, machine_id,
+    episode, tripped, at, run_start, rebuilt_at)
+VALUES (%(org)s, %(plant)s, %(rule)s, %(machine)s, %(episode)s, %(tripped)s, %(at)s,
+        %(run_start)s, %(rebuilt_at)s)
+ON CONFLICT (rule_id, machine_id) DO UPDATE
+SET episode = excluded.episode, tripped = excluded.tripped, at = excluded.at,
+    run_start = excluded.run_start, rebuilt_at = excluded.rebuilt_at
+WHERE (excluded.episode, NOT excluded.tripped, excluded.rebuilt_at, excluded.at)
+      > (c.episode, NOT c.tripped, c.rebuilt_at, c.at)
 """
 
 _TELEMETRY = """
@@ -74,9 +105,10 @@ class Episode:
 
 def scan_telemetry(rows: Sequence[tuple[datetime, float]], above: bool, threshold: float,
                    clear: float, for_s: float, tripped: bool
-                   ) -> tuple[datetime | None, list[Episode]]:
+                   ) -> tuple[datetime | None, list[Episode], datetime | None]:
     """Walk rows in time order. Returns (when an episode already on cleared, or None; the new
-    episodes found, the last maybe still on)."""
+    episodes found, the last maybe still on; where the run beyond the threshold that is still
+    open at the last row began, or None)."""
     beyond = (lambda v: v > threshold) if above else (lambda v: v < threshold)
     back = (lambda v: v <= clear) if above else (lambda v: v >= clear)
     cleared_open: datetime | None = None
@@ -99,13 +131,14 @@ def scan_telemetry(rows: Sequence[tuple[datetime, float]], above: bool, threshol
             episodes.append(Episode(run[0][0], ts, [
                 {"ts": t.isoformat(), "value": v} for t, v in run[-EVIDENCE_MAX:]]))
             tripped, run = True, []
-    return cleared_open, episodes
+    return cleared_open, episodes, run[0][0] if run else None
 
 
 def scan_counts(rows: Sequence[tuple[datetime, str, str | None]], count: int, clear: int,
-                window_s: float, horizon: datetime, tripped: bool, since: datetime
-                ) -> tuple[datetime | None, list[Episode]]:
-    """The same for a state_count rule over its matching state rows (time order)."""
+                window_s: float, horizon: datetime, tripped: bool, since: datetime,
+                after: datetime | None = None) -> tuple[datetime | None, list[Episode]]:
+    """The same for a state_count rule over its matching state rows (time order). `after`: a
+    cursor (no trip or clearing at or before it; the rows from a window before it suffice)."""
     window = timedelta(seconds=window_s)
     times = [r[0] for r in rows]
     cleared_open: datetime | None = None
@@ -119,7 +152,8 @@ def scan_counts(rows: Sequence[tuple[datetime, str, str | None]], count: int, cl
         if tripped:
             trip_at = episodes[-1].tripped_at if episodes else since
             # The count falls only when a row leaves the window.
-            exits = sorted(x + window for x in times if x + window > trip_at)
+            lo = max(trip_at, after) if after else trip_at
+            exits = sorted(x + window for x in times if x + window > lo)
             cleared = next((c for c in exits if c <= horizon
                             and len(in_window(c, trip_at - window)) < clear), None)
             if cleared is None:
@@ -129,7 +163,7 @@ def scan_counts(rows: Sequence[tuple[datetime, str, str | None]], count: int, cl
             else:
                 cleared_open = cleared
             since, tripped = cleared, False
-        while i < len(times) and times[i] <= since:
+        while i < len(times) and times[i] <= (max(since, after) if after else since):
             i += 1
         for j in range(i, len(times)):
             hits = in_window(times[j], since)
@@ -143,38 +177,62 @@ def scan_counts(rows: Sequence[tuple[datetime, str, str | None]], count: int, cl
             return cleared_open, episodes
 
 
-def evaluate(conn: psycopg.Connection, machines: Sequence[uuid.UUID] | None, now: datetime
-             ) -> list[uuid.UUID]:
-    """Find new episodes and clearings of the tenant's rules (on `machines`); returns the ids
-    of the inspection tasks raised."""
+def evaluate(conn: psycopg.Connection, machines: Sequence[uuid.UUID] | None, now: datetime,
+             settling: Settling) -> list[uuid.UUID]:
+    """Find new episodes and clearings of the tenant's rules (on `machines`), from the stored
+    cursors where they hold; returns the ids of the inspection tasks raised."""
     rules = conn.execute(_RULES, {"machines": machines}).fetchall()
     lock_pairs(conn, "cond", [(r[0], r[18]) for r in rules])
     raised = []
     for r in rules:
-        raised += _evaluate_one(conn, r, now)
+        raised += _evaluate_one(conn, r, now, settling)
     return raised
 
 
-def _evaluate_one(conn: psycopg.Connection, r: Sequence[Any], now: datetime) -> list[uuid.UUID]:
+def _evaluate_one(conn: psycopg.Connection, r: Sequence[Any], now: datetime,
+                  settling: Settling) -> list[uuid.UUID]:
     (rule, name, kind, tag, comparison, threshold, clear, for_s, state, reason, count,
      clear_count, window_s, active_from, checklist, priority, estimated, assignee,
      machine, org, plant) = r
     last = conn.execute(_LAST_EPISODE, (rule, machine)).fetchone()
     tripped = bool(last and last[3] is None)
     since = (last[2] if tripped else last[3]) if last else active_from
+    n = last[1] if last else 0
+    cursor = conn.execute(_CURSOR, (rule, machine)).fetchone()
+    if not (cursor and (cursor[0], cursor[1]) == (n, tripped) and since <= cursor[2] <= now
+            and settling.fresh(cursor[4], now)):
+        cursor = None
+    scanned = cursor[2] if cursor else since
     if kind == "telemetry":
-        rows = conn.execute(_TELEMETRY, (machine, tag, since, now)).fetchall()
-        cleared_open, found = scan_telemetry(rows, comparison == "above", threshold, clear,
-                                             for_s, tripped)
+        # From the open run's first row (it may still trip), else after the cursor.
+        start = cursor[3] - _US if cursor and cursor[3] else scanned
+        rows = conn.execute(_TELEMETRY, (machine, tag, start, now)).fetchall()
+
+        def scan(upto: datetime | None = None) -> tuple[datetime | None, list[Episode],
+                                                        datetime | None]:
+            return scan_telemetry([x for x in rows if upto is None or x[0] <= upto],
+                                  comparison == "above", threshold, clear, for_s, tripped)
+        cleared_open, found, _ = scan()
     else:
         rows = conn.execute(_STATES, (machine, state, reason, reason,
-                                      since - timedelta(seconds=window_s), now)).fetchall()
+                                      scanned - timedelta(seconds=window_s), now)).fetchall()
         cleared_open, found = scan_counts(rows, count, clear_count, window_s, now, tripped,
-                                          since)
+                                          since, cursor[2] if cursor else None)
+    if not found and cleared_open is None:
+        # Nothing moved the episode state: the cursor moves on (settling.py).
+        horizon = conn.execute("SELECT mes.machine_latest_row(%s, %s, %s)",
+                               (machine, scanned, now)).fetchone()
+        at = min(settling.cut(now), horizon[0]) if horizon and horizon[0] else None
+        if (at is not None and at > scanned
+                and settling.advances(cursor[2] if cursor else None, at)):
+            conn.execute(_STORE_CURSOR, {
+                "org": org, "plant": plant, "rule": rule, "machine": machine, "episode": n,
+                "tripped": tripped, "at": at,
+                "run_start": None if tripped or kind != "telemetry" else scan(at)[2],
+                "rebuilt_at": cursor[4] if cursor else now})
     if last and cleared_open:
         conn.execute("UPDATE mes.pm_condition_episodes SET cleared_at = %s WHERE id = %s",
                      (cleared_open, last[0]))
-    n = last[1] if last else 0
     raised = []
     for ep in found:
         n += 1

@@ -20,6 +20,7 @@ from core.tenancy import Tenant, tenant_transaction
 from ingest.maintenance import conditions, corrective
 from ingest.maintenance.meters import Checkpoint, Key
 from ingest.maintenance.raising import Target, last_tasks, load_targets, raise_due
+from ingest.maintenance.settling import Settling
 from ingest.maintenance.triggers import next_calendar_at
 
 Clock = Callable[[], datetime]
@@ -51,10 +52,13 @@ class Plant:
 class MaintenanceEngine:
     """Evaluates schedules and rules against landed rows and raises tasks exactly once."""
 
-    def __init__(self, pool: ConnectionPool, clock: Clock = utc_now) -> None:
+    def __init__(self, pool: ConnectionPool, clock: Clock = utc_now,
+                 settling: Settling | None = None) -> None:
         self.pool, self.clock = pool, clock
+        self.settling = settling or Settling()
         # Meter checkpoints per tenant (meters.py): the evaluations after commits read only
-        # rows after them; each sweep reads from scratch and replaces them.
+        # rows after them; each sweep reads from the stored ones (settling.py) and replaces
+        # them.
         self._checkpoints: dict[Tenant, dict[Key, Checkpoint]] = {}
         # Each machine's meter schedules as the last sweep read them, for the evaluations
         # after commits (raise_due reads again those that owe a task): a schedule added or
@@ -79,7 +83,7 @@ class MaintenanceEngine:
                 targets += load_targets(conn, unknown, METER_KINDS)
             raised = raise_due(conn, targets, now, self._checkpoints.setdefault(tenant, {}),
                                cached=True)
-            raised += conditions.evaluate(conn, list(machines), now)
+            raised += conditions.evaluate(conn, list(machines), now, self.settling)
             raised += corrective.evaluate(conn, list(machines), now)
         return raised
 
@@ -97,9 +101,13 @@ class MaintenanceEngine:
         by_machine: dict[uuid.UUID, list[Target]] = {}
         with self.pool.connection() as conn, tenant_transaction(conn, tenant):
             targets = load_targets(conn, None, None)
-            raised = raise_due(conn, targets, now, checkpoints)
-            raised += conditions.evaluate(conn, None, now)
+            raised = raise_due(conn, targets, now, checkpoints, settling=self.settling)
+            raised += conditions.evaluate(conn, None, now, self.settling)
             raised += corrective.evaluate(conn, None, now)
+            # Stored checkpoints that no sweep resumes any more: those of bases left behind
+            # (a floating schedule's previous completion) and chains due a rebuild anyway.
+            conn.execute("DELETE FROM mes.pm_meter_checkpoints WHERE rebuilt_at <= %s",
+                         (now - self.settling.recompute,))
         for t in targets:
             if t.schedule.trigger_kind in METER_KINDS:
                 by_machine.setdefault(t.machine_id, []).append(t)

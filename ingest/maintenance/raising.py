@@ -24,6 +24,7 @@ from psycopg.types.json import Jsonb
 
 from core.maintenance.calendar import Calendar
 from ingest.maintenance.meters import Checkpoint, Key, Meters
+from ingest.maintenance.settling import Settling
 from ingest.maintenance.triggers import Draft, Last, Schedule, decide, meter_since
 
 # The (schedule, machine) pairs: a few columns per pair; a schedule's own columns are read
@@ -151,16 +152,17 @@ def last_tasks(conn: psycopg.Connection, targets: Sequence[Target]
 
 def raise_due(conn: psycopg.Connection, targets: Sequence[Target], now: datetime,
               checkpoints: MutableMapping[Key, Checkpoint] | None = None,
-              cached: bool = False) -> list[uuid.UUID]:
+              cached: bool = False, settling: Settling | None = None) -> list[uuid.UUID]:
     """Within the caller's tenant transaction: decide for every target, then lock, decide
     again and insert for those that owe a task; returns the ids of the tasks raised now.
-    Meters start from `checkpoints` where they can and leave new ones there (meters.py).
+    Meters start from `checkpoints` where they can and leave new ones there; with `settling`,
+    from the stored ones, storing new ones (meters.py).
     `cached`: the targets were read earlier (the engine keeps them between sweeps): those
     that owe are read again under the lock, so a schedule changed or disabled meanwhile
     raises what it is now."""
     if not targets:
         return []
-    meters = Meters(conn, now, checkpoints)
+    meters = Meters(conn, now, checkpoints, settling)
     last = last_tasks(conn, targets)
     needed = ((t, meter_since(t.schedule, last.get((t.schedule.id, t.machine_id))))
               for t in targets)

@@ -194,6 +194,6 @@ def open_runner(database: DatabaseSettings, options: MaintenanceOptions,
                           kwargs={"autocommit": True,
                                   "connect_timeout": database.connect_timeout_s},
                           name="maintenance")
-    runner = EngineRunner(MaintenanceEngine(pool, clock), options)
+    runner = EngineRunner(MaintenanceEngine(pool, clock, options.settling), options)
     runner.owns_pool = True
     return runner

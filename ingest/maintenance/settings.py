@@ -4,11 +4,14 @@ runs inside `mes ingest run`) and in `mes maintenance run`'s. Environment:
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from pydantic import Field, model_validator
 
 from core.config_model import StrictModel, ordered
 from core.mqtt import MqttConnection
 from core.settings import Settings
+from ingest.maintenance.settling import Settling
 
 
 class NotifyMqtt(MqttConnection):
@@ -24,7 +27,10 @@ class MaintenanceOptions(StrictModel):
     every plant is evaluated besides the batches and the calendar (runtime of machines that
     landed nothing new, webhook retries, schedule changes). `batch_interval_s`: the least
     time between two evaluations of committed machines (those of the commits in between are
-    evaluated together). `mqtt`: where tasks are published
+    evaluated together). `settle_s`: how far behind now the stored meter checkpoints and
+    condition cursors stay (a row landing later than that behind a later row of its machine
+    is counted at the next rebuild); `recompute_s`: how often each of them is read from
+    scratch again (docs/maintenance.md, "Cost"). `mqtt`: where tasks are published
     (unset: not published). Webhook POSTs time out after `webhook_timeout_s`, are retried with
     backoff from `webhook_retry_min_s` to `webhook_retry_max_s`, and given up (status
     `failed`) after `webhook_max_attempts`."""
@@ -32,6 +38,8 @@ class MaintenanceOptions(StrictModel):
     enabled: bool = True
     sweep_s: float = Field(default=60, gt=0)
     batch_interval_s: float = Field(default=5, ge=0)
+    settle_s: float = Field(default=600, ge=0)
+    recompute_s: float = Field(default=86400, gt=0)
     mqtt: NotifyMqtt | None = None
     webhook_timeout_s: float = Field(default=10, gt=0)
     webhook_retry_min_s: float = Field(default=1, gt=0)
@@ -41,7 +49,13 @@ class MaintenanceOptions(StrictModel):
     @model_validator(mode="after")
     def _retry_range(self) -> MaintenanceOptions:
         ordered(self, "webhook_retry_min_s", "webhook_retry_max_s")
+        ordered(self, "settle_s", "recompute_s")
         return self
+
+    @property
+    def settling(self) -> Settling:
+        """Where stored checkpoints and cursors go (ingest/maintenance/settling.py)."""
+        return Settling(timedelta(seconds=self.settle_s), timedelta(seconds=self.recompute_s))
 
 
 class MaintenanceSettings(Settings):

@@ -4,8 +4,9 @@ On a private PostgreSQL and broker with the demo tenant grown to `--machines` ma
 live plant, each with `--schedules-per-machine` schedules (cycles, runtime hours and calendar
 in turn) and some history:
 
-1. sweep: every schedule of the plant at once, from scratch (what the engine does at start
-   and every `sweep_s`), timed; per schedule;
+1. sweep: every schedule of the plant at once (what the engine does at start and every
+   `sweep_s`; the first from scratch, storing checkpoints, the others from them), timed;
+   per schedule;
 2. per batch: `after_commit` for batches of `--batch-machines` machines (what the ingest asks
    after a commit, with the meter checkpoints the sweep left), timed; per schedule evaluated;
 3. ingest rows/s with the engine off and on (the engine as `mes ingest run` runs it: told after
@@ -13,7 +14,13 @@ in turn) and some history:
    number of rows each, in the same run, in turns (off first, then on first, ...), each phase
    on a vacuumed and checkpointed database; the ratio of the two. The engine's start-up sweep
    (step 1's figure) is done before the ingest starts, so the ratio is the engine's cost
-   while it keeps up with the ingest, not the start-up's.
+   while it keeps up with the ingest, not the start-up's;
+4. sweep cost against history: `--history-machines` more machines in another plant, the
+   same schedules anchored `--history-days` back (each length in turn, on the same machines,
+   the older rows added), a counter row every 5 minutes and a state change every 30: a sweep
+   from scratch (what every sweep did before stored checkpoints, and what one does once per
+   `recompute_s` now) and a sweep from the stored checkpoints (after one that stored them),
+   in turns, medians.
 
 Prints a summary and one JSON line.
 """
@@ -33,9 +40,10 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from core.settings import DatabaseSettings
-from core.tenancy import Tenant
+from core.tenancy import Tenant, tenant_transaction
 from core.wire import CounterEnvelope, CounterRecord, Kind, Topic, encode
 from ingest.maintenance.engine import MaintenanceEngine
+from ingest.maintenance.raising import load_targets, raise_due
 from ingest.maintenance.runner import open_runner
 from ingest.maintenance.settings import MaintenanceOptions
 from ingest.service import IngestService
@@ -55,6 +63,9 @@ def register_bench(benches: Any) -> None:
     p.add_argument("--records", type=int, default=100, help="records per message")
     p.add_argument("--runs", type=int, default=3, help="sweeps, and ingest off/on pairs, "
                    "whose medians are printed")
+    p.add_argument("--history-machines", type=int, default=100)
+    p.add_argument("--history-days", type=int, nargs="+", default=[2, 30],
+                   help="history lengths the sweep is timed at (step 4), shortest first")
     p.set_defaults(func=cmd_bench_maintenance)
 
 
@@ -120,6 +131,91 @@ def bench_evaluation(app: str, tenant: Tenant, machines: list[uuid.UUID], per_ma
             "per_schedule_us": per_batch / (batch * per_machine) * 1e6,
             "sweep_s": sweep, "sweep_per_schedule_us": sweep / (len(machines) * per_machine)
             * 1e6}
+
+
+def _history(owner: str, org: uuid.UUID, plant: uuid.UUID, start: datetime, end: datetime,
+             epoch: datetime) -> None:
+    """Rows of the `hist` machines from `start` (inclusive) to `end` (exclusive): a counter
+    row every 5 minutes (its running total 100 a minute since `epoch`), a state every 30."""
+    with psycopg.connect(owner, autocommit=True) as conn:
+        for table, cols, step, values in (
+            ("machine_status_history", "ts, state", "30 minutes",
+             "ts, (ARRAY['running', 'idle', 'fault'])"
+             "[(extract(epoch FROM ts)::bigint / 1800) %% 3 + 1]"),
+            ("machine_counter", "tag, ts, value", "5 minutes",
+             "'cycles', ts, 100 * extract(epoch FROM ts - %(epoch)s) / 60"),
+        ):
+            conn.execute(
+                f"INSERT INTO mes.{table} (organization_id, plant_id, machine_id, {cols}) "
+                f"SELECT %(org)s, %(plant)s, m.id, {values} FROM mes.machines m, "
+                f"generate_series(%(start)s, %(end)s - interval '1 microsecond', "
+                f"interval '{step}') ts WHERE m.kind = 'hist'",
+                {"org": org, "plant": plant, "start": start, "end": end, "epoch": epoch})
+        conn.execute("VACUUM (ANALYZE) mes.machine_counter")
+        conn.execute("VACUUM (ANALYZE) mes.machine_status_history")
+
+
+def _scratch_sweep(pool: ConnectionPool, tenant: Tenant, now: datetime) -> None:
+    """A sweep's schedules as before stored checkpoints: every meter from scratch."""
+    with pool.connection() as conn, tenant_transaction(conn, tenant):
+        raise_due(conn, load_targets(conn, None, None), now, {})
+
+
+def bench_history(owner: str, app: str, demo: DemoTenant, machines: int, per_machine: int,
+                  days: list[int], runs: int) -> list[dict[str, float]]:
+    """Step 4 of the module docstring."""
+    plant_code = next(p for p in demo.plants if p != LIVE_PLANT)
+    org, plant = demo.organization_id, demo.plants[plant_code]
+    now = datetime.now(UTC).replace(microsecond=0)
+    epoch = now - timedelta(days=max(days))
+    with psycopg.connect(owner, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO mes.machines (organization_id, plant_id, code, name, kind) "
+            "SELECT %s, %s, 'h' || lpad(i::text, 5, '0'), 'History ' || i, 'hist' "
+            "FROM generate_series(1, %s) i", (org, plant, machines))
+        conn.execute(
+            "INSERT INTO mes.pm_schedules (organization_id, plant_id, machine_id, name, "
+            "trigger_kind, interval_value, counter_tag, calendar_every, calendar_unit, "
+            "anchor_at) "
+            "SELECT %(org)s, %(plant)s, m.id, 'H' || k, "
+            "(ARRAY['cycles', 'runtime_hours', 'calendar'])[k %% 3 + 1], "
+            "CASE k %% 3 WHEN 0 THEN 1000000 * (k + 1) WHEN 1 THEN 1000 * (k + 1) END, "
+            "CASE k %% 3 WHEN 0 THEN 'cycles' END, "
+            "CASE k %% 3 WHEN 2 THEN 400 END, CASE k %% 3 WHEN 2 THEN 'days' END, %(t0)s "
+            "FROM mes.machines m, generate_series(0, %(n)s - 1) k WHERE m.kind = 'hist'",
+            {"org": org, "plant": plant, "n": per_machine, "t0": now})
+    tenant = Tenant(org, plant)
+    pool = ConnectionPool(app, min_size=1, max_size=2, kwargs={"autocommit": True})
+    engine = MaintenanceEngine(pool)
+    out, seeded_from = [], now
+    try:
+        for d in days:
+            start = now - timedelta(days=d)
+            _history(owner, org, plant, start, seeded_from, epoch)
+            seeded_from = start
+            with psycopg.connect(owner, autocommit=True) as conn:
+                conn.execute("UPDATE mes.pm_schedules SET anchor_at = %s "
+                             "WHERE name LIKE 'H%%' AND plant_id = %s", (start, plant))
+            engine.sweep(tenant)  # stores the checkpoints of the new anchors
+            scratch, stored = [], []
+            for _ in range(runs):
+                started = time.perf_counter()
+                _scratch_sweep(pool, tenant, datetime.now(UTC))
+                scratch.append(time.perf_counter() - started)
+                started = time.perf_counter()
+                engine.sweep(tenant)
+                stored.append(time.perf_counter() - started)
+            out.append({"days": d, "schedules": machines * per_machine,
+                        "scratch_s": statistics.median(scratch),
+                        "stored_s": statistics.median(stored),
+                        "load_average": os.getloadavg()[0]})
+            print(f"history {d} days, {machines * per_machine} schedules: sweep from scratch "
+                  f"{out[-1]['scratch_s']:.3f} s, from stored checkpoints "
+                  f"{out[-1]['stored_s']:.3f} s (medians of {runs}); load average "
+                  f"{out[-1]['load_average']:.2f}", flush=True)
+    finally:
+        pool.close()
+    return out
 
 
 def _counter_messages(demo: DemoTenant, codes: list[str], messages: int, records: int,
@@ -220,6 +316,14 @@ def cmd_bench_maintenance(args: argparse.Namespace) -> int:
               f"(median), {ev['per_schedule_us']:.0f} us per schedule; sweep of "
               f"{results['schedules']} schedules: {ev['sweep_s']:.2f} s (median of {args.runs}) "
               f"({ev['sweep_per_schedule_us']:.0f} us per schedule)", flush=True)
+        history = results["history"] = bench_history(
+            owner, app, demo, args.history_machines, args.schedules_per_machine,
+            sorted(args.history_days), args.runs)
+        if len(history) > 1:
+            print(f"sweep, {history[-1]['days']} days of history / {history[0]['days']} days: "
+                  f"from scratch {history[-1]['scratch_s'] / history[0]['scratch_s']:.2f}, "
+                  f"from stored checkpoints "
+                  f"{history[-1]['stored_s'] / history[0]['stored_s']:.2f}", flush=True)
         codes = [c for _, c in machines]
         pairs = []
         for run in range(args.runs):

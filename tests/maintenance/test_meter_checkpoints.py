@@ -1,6 +1,6 @@
-"""Meters read from checkpoints (between sweeps) equal meters read from scratch: runtime across
-state changes, offline and a quiet gateway; a counter across a restart of its running total;
-whatever the steps in which the rows land."""
+"""Meters read from checkpoints (in memory between sweeps, and stored for sweeps) equal meters
+read from scratch: runtime across state changes, offline and a quiet gateway; a counter across
+a restart of its running total; whatever the steps in which the rows land."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import psycopg
 
 from core.tenancy import Tenant, tenant_transaction
 from ingest.maintenance.meters import Checkpoint, Key, Meters
+from ingest.maintenance.settling import Settling
 from tests.fixtures.database import TestDatabase
 from tests.fixtures.tenants import Tenants
 from tests.maintenance.helpers import add_machine
@@ -69,3 +70,63 @@ def test_checkpointed_meters_equal_meters_from_scratch(database: TestDatabase,
     # minute 21 for the third): up to 180, the restart adds 12, then 12 -> 90.
     cycles = [80 + 12 + 78, 80 + 12 + 78, 0 + 12 + 78]
     assert stepped == [round(h, 9) for h in hours] + [float(c) for c in cycles]
+
+
+def _stored(db: TestDatabase, machine: uuid.UUID) -> list[tuple[str, datetime]]:
+    with db.superuser() as conn:
+        return conn.execute("SELECT meter_kind, max(at) FROM mes.pm_meter_checkpoints "
+                            "WHERE machine_id = %s GROUP BY meter_kind ORDER BY meter_kind",
+                            (machine,)).fetchall()
+
+
+def _late(db: TestDatabase, tenants: Tenants, machine: uuid.UUID, minute: int, state: str,
+          value: float) -> None:
+    """A state row and a counter row stamped `minute` that land only now."""
+    with db.superuser() as conn:
+        conn.execute("INSERT INTO mes.machine_status_history (organization_id, plant_id, "
+                     "machine_id, ts, state) VALUES (%s, %s, %s, %s, %s)",
+                     (tenants.a.id, tenants.a1, machine, T0 + minute * M, state))
+        conn.execute("INSERT INTO mes.machine_counter (organization_id, plant_id, machine_id, "
+                     "tag, ts, value) VALUES (%s, %s, %s, 'cycles', %s, %s)",
+                     (tenants.a.id, tenants.a1, machine, T0 + minute * M, value))
+
+
+def test_stored_checkpoints_equal_meters_from_scratch(database: TestDatabase,
+                                                      tenants: Tenants) -> None:
+    """Each step is a new Meters (a restarted engine, or another replica): it starts from the
+    checkpoints stored by the step before, a settling lag behind its clock, and equals the
+    meters from scratch, across the counter's restart at minute 40 (read from a checkpoint
+    stored at minute 21) and a row landing late but after the stored checkpoint. A row landing
+    before a stored checkpoint (later than the lag promises) counts once the chain is
+    rebuilt."""
+    _, machine = add_machine(database, tenants)
+    tenant = Tenant(tenants.a.id, tenants.a1)
+    settling = Settling(lag=5 * M, recompute=timedelta(days=1))
+    keys: list[Key] = [(machine, kind, tag, T0 + since * M)
+                       for kind, tag in (("runtime_hours", None), ("cycles", "cycles"))
+                       for since in (0, 7, 25)]
+
+    def stored_readings(now: datetime) -> list[float]:
+        with tenant_transaction(conn, tenant):
+            meters = Meters(conn, now, None, settling)
+            meters.prefetch(keys)
+            return [round(meters.reading(*k), 9) for k in keys]
+
+    with database.app(autocommit=True) as conn:
+        for upto in (3, 12, 21, 31, 36, 45, 56, 80):
+            _land(database, tenants, machine, upto)
+            now = T0 + upto * M
+            assert stored_readings(now) == _readings(conn, tenant, keys, now, None), upto
+            if upto == 36:  # the next step reads the restart (minute 40) from this checkpoint
+                assert dict(_stored(database, machine))["cycles"] == T0 + 21 * M
+        assert [at <= now - settling.lag for _, at in _stored(database, machine)] == [True] * 2
+        # Late, after the stored checkpoints (minute 70 at most): counted at once.
+        _late(database, tenants, machine, 72, "running", 50.0)
+        now = T0 + 100 * M
+        assert stored_readings(now) == _readings(conn, tenant, keys, now, None)
+        # Late, before them: the stored chain misses it until it is rebuilt.
+        _late(database, tenants, machine, 26, "idle", 170.0)
+        scratch = _readings(conn, tenant, keys, now, None)
+        assert stored_readings(now) != scratch
+        rebuilt = now + settling.recompute
+        assert stored_readings(rebuilt) == scratch == _readings(conn, tenant, keys, rebuilt, None)
