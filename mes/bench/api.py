@@ -50,8 +50,7 @@ POOL_SIZE = 10  # the API's default `api.pool_size`, and the baseline's connecti
 TASKS_SQL = ("SELECT * FROM mes.pm_tasks WHERE status = ANY(%s) "
              "ORDER BY created_at, id LIMIT %s")
 MACHINE_SQL = "SELECT * FROM mes.machines WHERE id = %s"
-TIME_IN_STATE_SQL = ("SELECT state, sum(seconds) FROM mes.v_machine_state_hourly "
-                     "WHERE machine_id = %s AND bucket >= %s AND bucket < %s GROUP BY state")
+TIME_IN_STATE_SQL = "SELECT state, seconds FROM mes.machine_time_in_state(%s, %s, %s)"
 
 
 def register_bench(benches: Any) -> None:
