@@ -21,47 +21,50 @@ CREATE FUNCTION mes.machine_time_in_state(machine uuid, range_start timestamptz,
     LANGUAGE sql STABLE
     AS $$
         WITH hours AS (
-            -- The hours of the range: bucket >= range_start and bucket < range_end.
-            SELECT b.lo, b.hi FROM (SELECT
-                date_bin(INTERVAL '1 hour', range_start - INTERVAL '1 microsecond',
-                         TIMESTAMPTZ '2000-01-01 00:00:00+00') + INTERVAL '1 hour' AS lo,
-                date_bin(INTERVAL '1 hour', range_end - INTERVAL '1 microsecond',
-                         TIMESTAMPTZ '2000-01-01 00:00:00+00') + INTERVAL '1 hour' AS hi) b
+            -- The hours of the range (bucket >= range_start and bucket < range_end), read
+            -- below as scalar subqueries: parameters of the index scans, not a join.
+            SELECT date_bin(INTERVAL '1 hour', range_start - INTERVAL '1 microsecond',
+                            TIMESTAMPTZ '2000-01-01 00:00:00+00') + INTERVAL '1 hour' AS lo,
+                   date_bin(INTERVAL '1 hour', range_end - INTERVAL '1 microsecond',
+                            TIMESTAMPTZ '2000-01-01 00:00:00+00') + INTERVAL '1 hour' AS hi
         ), samples AS (
-            (SELECT h.ts, h.state FROM mes.v_machine_status_history h, hours
-             WHERE h.machine_id = machine AND h.ts < hours.lo ORDER BY h.ts DESC LIMIT 1)
+            (SELECT h.ts, h.state, false AS inside FROM mes.v_machine_status_history h
+             WHERE h.machine_id = machine AND h.ts < (SELECT lo FROM hours)
+             ORDER BY h.ts DESC LIMIT 1)
             UNION ALL
-            (SELECT h.ts, h.state FROM mes.v_machine_status_history h, hours
-             WHERE h.machine_id = machine AND h.ts >= hours.lo AND h.ts < hours.hi)
+            (SELECT h.ts, h.state, true FROM mes.v_machine_status_history h
+             WHERE h.machine_id = machine AND h.ts >= (SELECT lo FROM hours)
+               AND h.ts < (SELECT hi FROM hours))
             UNION ALL
-            (SELECT h.ts, h.state FROM mes.v_machine_status_history h, hours
-             WHERE h.machine_id = machine AND h.ts >= hours.hi ORDER BY h.ts LIMIT 1)
+            (SELECT h.ts, h.state, false FROM mes.v_machine_status_history h
+             WHERE h.machine_id = machine AND h.ts >= (SELECT hi FROM hours)
+             ORDER BY h.ts LIMIT 1)
         ), spans AS (
-            SELECT s.state, s.ts, s.next_ts, s.bucket,
+            SELECT s.state, s.ts, s.inside, s.next_ts, s.next_inside, s.bucket,
                    date_bin(INTERVAL '1 hour', s.next_ts, TIMESTAMPTZ '2000-01-01 00:00:00+00')
                        AS next_bucket
-            FROM (SELECT ts, state, lead(ts) OVER (ORDER BY ts) AS next_ts,
+            FROM (SELECT ts, state, inside, lead(ts) OVER w AS next_ts,
+                         lead(inside) OVER w AS next_inside,
                          date_bin(INTERVAL '1 hour', ts, TIMESTAMPTZ '2000-01-01 00:00:00+00')
                              AS bucket
-                  FROM samples) s
+                  FROM samples WINDOW w AS (ORDER BY ts)) s
         ), parts AS (
-            -- The part of each span in its own hour ...
-            SELECT state, bucket, extract(epoch FROM CASE
+            -- The part of each span in its own hour, for the samples in the range ...
+            SELECT state, extract(epoch FROM CASE
                        WHEN next_bucket = bucket THEN next_ts
                        WHEN next_bucket = bucket + INTERVAL '1 hour'
                            THEN least(next_bucket, now())
                        WHEN next_ts IS NULL AND now() < bucket + INTERVAL '1 hour' THEN now()
                    END - ts) AS seconds
-            FROM spans
+            FROM spans WHERE inside
             UNION ALL
-            -- ... and in the next hour, when it reaches into it.
-            SELECT state, next_bucket, extract(epoch FROM next_ts - next_bucket)
-            FROM spans WHERE next_bucket = bucket + INTERVAL '1 hour'
+            -- ... and in the next hour, when it reaches into one in the range.
+            SELECT state, extract(epoch FROM next_ts - next_bucket)
+            FROM spans WHERE next_inside AND next_bucket = bucket + INTERVAL '1 hour'
         )
-        SELECT parts.state, sum(parts.seconds)::double precision
-        FROM parts, hours
-        WHERE parts.bucket >= hours.lo AND parts.bucket < hours.hi AND parts.seconds > 0
-        GROUP BY parts.state
+        SELECT state, sum(seconds)::double precision FROM parts
+        WHERE seconds > 0
+        GROUP BY state
     $$;
 REVOKE ALL ON FUNCTION mes.machine_time_in_state(uuid, timestamptz, timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION mes.machine_time_in_state(uuid, timestamptz, timestamptz) TO mes_app;
