@@ -24,6 +24,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_api)
 
 
+def default_workers() -> int:
+    """`api.workers` when unset: the CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on every platform
+        return os.cpu_count() or 1
+
+
 def worker_app() -> FastAPI:
     """The app of one worker process (uvicorn calls this in each): the settings as `mes api`
     read them, from $MES_CONFIG and the environment the worker inherited."""
@@ -45,7 +53,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, ApiSettings)
     mes_logging.configure(settings.log.level, settings.log.format)
     app = create_app(settings)  # checks the settings before anything listens
-    workers = settings.api.workers or os.cpu_count() or 1
+    workers = settings.api.workers or default_workers()
     options: dict = dict(
         host=args.host or settings.api.host, port=args.port or settings.api.port,
         log_config=None, access_log=False, server_header=False,

@@ -46,6 +46,7 @@ import httpx
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from api.cli import default_workers
 from core import migrations
 from core.tenancy import SET_TENANT_SQL, Tenant
 from mes.demo_seed import DEMO_TECHNICIAN, LIVE_PLANT, DemoTenant, demo_token, seed_demo
@@ -55,7 +56,7 @@ from mes.services.process import Child
 
 SECRET = "bench-api-secret-" + "x" * 32
 POOL_SIZE = 10  # the API's default `api.pool_size` (per worker)
-WORKERS = os.cpu_count() or 1  # the API's default `api.workers`
+WORKERS = default_workers()  # the API's default `api.workers`
 DIRECT_CONNECTIONS = POOL_SIZE * WORKERS  # the baseline's: as many as the API's pools
 MODES = ("paced", "closed")
 TASKS_SQL = ("SELECT * FROM mes.pm_tasks WHERE status = ANY(%s) "
