@@ -7,13 +7,15 @@ the app is built, so a missing `tokens.secret` stops `mes api` before it listens
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import text
 
 from api import board, observe, problems, stream
@@ -83,6 +85,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        registry = metrics.registry
+        if os.environ.get(observe.METRICS_DIR_ENV):  # several workers: the sum of all of theirs
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

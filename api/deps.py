@@ -69,8 +69,9 @@ def caller_of(request: Request, token: str) -> Caller | None:
 CurrentUser = Annotated[Caller, Depends(authenticate, scope="function")]
 
 
-def unit(request: Request, caller: CurrentUser) -> Session:
-    """The transaction `authenticate` opened, under the caller's tenant by now."""
+async def unit(request: Request, caller: CurrentUser) -> Session:
+    """The transaction `authenticate` opened, under the caller's tenant by now. (Async, as
+    `page`: no I/O, so no trip through the thread pool, which a sync dependency takes.)"""
     return request.state.session
 
 
@@ -113,7 +114,7 @@ class Page:
     cursor: str | None
 
 
-def page(
+async def page(
     request: Request,
     limit: Annotated[int | None, Query(ge=1, description="items per page")] = None,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,

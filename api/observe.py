@@ -12,6 +12,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("api.access")
 
+# prometheus_client's multiprocess mode, with several workers (api.cli): each worker writes
+# its metrics to files in this folder, read when prometheus_client is imported, and /metrics
+# adds up all workers' (prometheus_client.multiprocess).
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
 
 class ApiMetrics:
     """The API's metrics, on a registry of its own (served at /metrics)."""

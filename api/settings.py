@@ -20,7 +20,11 @@ class ApiOptions(StrictModel):
     port: int = Field(default=8000, ge=0, le=65535)
     page_size_default: int = Field(default=50, ge=1)
     page_size_max: int = Field(default=500, ge=1)
+    # Database connections of each worker process (and requests at work in it at once).
     pool_size: int = Field(default=10, ge=1)
+    # uvicorn worker processes; None: one per CPU. Each has its own pool, live-stream
+    # listener and rate-limit counts (docs/api.md, "Worker processes").
+    workers: int | None = Field(default=None, ge=1)
     # Requests per API token: `rate_limit_burst` at once, `rate_limit_per_s` a second on
     # average (api.ratelimit); 0 turns the limit off. A person's client stays far below.
     rate_limit_per_s: float = Field(default=20, ge=0)

@@ -16,7 +16,7 @@ from api.problems import Invalid, NotFound
 from api.repositories.base import change, get_or_404
 from api.schemas.machines import CurrentState, Segment, TimeInState
 from core.models import Machine
-from core.models.views import StateHourlyView, StatusHistoryView
+from core.models.views import StatusHistoryView
 
 # Planned production time leaves out planned stops; unknown time (offline) is in no total.
 NOT_PLANNED_TIME = {"planned_stop", "offline"}
@@ -101,15 +101,14 @@ def _hour_floor(t: datetime) -> datetime:
 
 def time_in_state(session: Session, *, machine_id: uuid.UUID, start: datetime,
                   end: datetime) -> TimeInState:
-    """Seconds per state from the hourly view, over whole UTC hours covering the range."""
+    """Seconds per state over whole UTC hours covering the range: the hourly view's figures,
+    read by mes.machine_time_in_state (sql/0018) from the range's own rows."""
     _check_range(start, end, max_days=366)
     get_machine(session, machine_id=machine_id)
     first = _hour_floor(start)
     last = _hour_floor(end) + (HOUR if _hour_floor(end) != end.astimezone(UTC) else timedelta())
-    v = StateHourlyView
-    rows = session.execute(
-        select(v.state, func.sum(v.seconds)).where(
-            v.machine_id == machine_id, v.bucket >= first, v.bucket < last).group_by(v.state))
+    rows = session.execute(text("SELECT state, seconds FROM mes.machine_time_in_state(:m, :s, :e)"),
+                           {"m": machine_id, "s": first, "e": last})
     seconds = {state: float(total) for state, total in rows}
     planned = sum(s for state, s in seconds.items() if state not in NOT_PLANNED_TIME)
     return TimeInState(machine_id=machine_id, start=first, end=last, seconds=seconds,

@@ -6,12 +6,13 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter, Request
+from fastapi.responses import Response
 
 from api import roles
 from api.deps import PageDep, SessionDep, requires
 from api.repositories import dead_letters
 from api.routers import PREFIX
-from api.schemas.common import PageOf
+from api.schemas.common import PageOf, page_response
 from api.schemas.dead_letters import DeadLetterOut, ReplayIn, ReplayOut
 from core.intake.replay import replay
 from core.wire import DeadLetterReason
@@ -24,13 +25,13 @@ _STATES = {"waiting": False, "replayed": True, "all": None}
 @router.get("/dead-letters", response_model=PageOf[DeadLetterOut],
             **requires(*roles.ADMINS))
 def list_dead_letters(session: SessionDep, page: PageDep, reason: DeadLetterReason | None = None,
-                      state: Literal["waiting", "replayed", "all"] = "waiting") -> dict:
+                      state: Literal["waiting", "replayed", "all"] = "waiting") -> Response:
     """Your organization's dead letters (a plant administrator: its plant's and the
     organization-wide ones), newest first. Letters no organization can be told from are the
     operator's (`mes ingest dead-letters`)."""
     items, cursor = dead_letters.list_letters(session, page=page, reason=reason,
                                               replayed=_STATES[state])
-    return {"items": items, "next_cursor": cursor}
+    return page_response(DeadLetterOut, items, cursor)
 
 
 @router.post("/dead-letters/replay", response_model=ReplayOut, **requires(*roles.ADMINS))

@@ -7,12 +7,13 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
+from fastapi.responses import Response
 
 from api import roles
 from api.deps import PageDep, SessionDep, requires
 from api.repositories import downtime, machines, production
 from api.routers import PREFIX
-from api.schemas.common import PageOf
+from api.schemas.common import PageOf, page_response
 from api.schemas.machines import (
     CurrentState,
     DowntimeOut,
@@ -36,10 +37,10 @@ def list_machines(session: SessionDep, page: PageDep,
                   sort: Literal["code", "-code", "name", "-name", "created_at",
                                 "-created_at"] = "code",
                   plant_id: uuid.UUID | None = None, kind: str | None = None,
-                  active: bool | None = None) -> dict:
+                  active: bool | None = None) -> Response:
     items, cursor = machines.list_machines(session, page=page, sort=sort, plant_id=plant_id,
                                            kind=kind, active=active)
-    return {"items": items, "next_cursor": cursor}
+    return page_response(MachineOut, items, cursor)
 
 
 @router.get("/machines/{machine_id}", response_model=MachineOut)
@@ -72,10 +73,10 @@ def time_in_state(session: SessionDep, machine_id: uuid.UUID, start: Start, end:
 
 
 @router.get("/machines/{machine_id}/work-orders", response_model=PageOf[AssignmentOut])
-def machine_assignments(session: SessionDep, page: PageDep, machine_id: uuid.UUID) -> dict:
+def machine_assignments(session: SessionDep, page: PageDep, machine_id: uuid.UUID) -> Response:
     """The work orders this machine was assigned to, newest first."""
     items, cursor = production.assignments(session, page=page, machine_id=machine_id)
-    return {"items": items, "next_cursor": cursor}
+    return page_response(AssignmentOut, items, cursor)
 
 
 @router.get("/downtime", response_model=PageOf[DowntimeOut])
@@ -88,12 +89,12 @@ def list_downtime(session: SessionDep, page: PageDep,
                   reason_code: str | None = None,
                   open_only: Annotated[bool, Query(alias="open")] = False,
                   sort: Literal["started_at", "-started_at", "updated_at",
-                                "-updated_at"] = "-started_at") -> dict:
+                                "-updated_at"] = "-started_at") -> Response:
     """Stops overlapping [start, end); `reason_code` matches the edge's or a person's."""
     items, cursor = downtime.list_downtime(
         session, page=page, sort=sort, machine_ids=machine_id or [], start=start, end=end,
         state=state, category=category, reason_code=reason_code, open_only=open_only)
-    return {"items": items, "next_cursor": cursor}
+    return page_response(DowntimeOut, items, cursor)
 
 
 @router.get("/downtime/{event_id}", response_model=DowntimeOut)

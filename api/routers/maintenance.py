@@ -7,12 +7,13 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, status
+from fastapi.responses import Response
 
 from api import roles
 from api.deps import IfMatch, PageDep, SessionDep, requires
 from api.repositories import maintenance
 from api.routers import PREFIX
-from api.schemas.common import AssigneeIn, PageOf
+from api.schemas.common import AssigneeIn, PageOf, page_response
 from api.schemas.maintenance import (
     ChecklistTick,
     ScheduleIn,
@@ -32,10 +33,11 @@ TaskStatus = Literal["open", "acknowledged", "in_progress", "done", "skipped", "
 @router.get("/schedules", response_model=PageOf[ScheduleOut])
 def list_schedules(session: SessionDep, page: PageDep, machine_id: uuid.UUID | None = None,
                    active: bool | None = None,
-                   sort: Literal["name", "-name", "created_at", "-created_at"] = "name") -> dict:
+                   sort: Literal["name", "-name", "created_at", "-created_at"] = "name"
+                   ) -> Response:
     items, cursor = maintenance.list_schedules(session, page=page, sort=sort,
                                                machine_id=machine_id, active=active)
-    return {"items": items, "next_cursor": cursor}
+    return page_response(ScheduleOut, items, cursor)
 
 
 @router.post("/schedules", response_model=ScheduleOut, status_code=status.HTTP_201_CREATED,
@@ -73,12 +75,12 @@ def list_tasks(session: SessionDep, page: PageDep,
                machine_id: uuid.UUID | None = None, assignee_id: uuid.UUID | None = None,
                due_from: datetime | None = None, due_to: datetime | None = None,
                sort: Literal["created_at", "-created_at", "updated_at",
-                             "-updated_at"] = "created_at") -> dict:
+                             "-updated_at"] = "created_at") -> Response:
     """Tasks by status (repeatable), machine, assignee and due range [due_from, due_to)."""
     items, cursor = maintenance.list_tasks(
         session, page=page, sort=sort, status=list(status or []), machine_id=machine_id,
         assignee_id=assignee_id, due_from=due_from, due_to=due_to)
-    return {"items": items, "next_cursor": cursor}
+    return page_response(TaskOut, items, cursor)
 
 
 @router.get("/tasks/{task_id}", response_model=TaskOut)

@@ -6,12 +6,13 @@ import uuid
 from typing import Literal
 
 from fastapi import APIRouter, status
+from fastapi.responses import Response
 
 from api import roles
 from api.deps import PageDep, SessionDep, requires
 from api.repositories import production
 from api.routers import PREFIX
-from api.schemas.common import PageOf
+from api.schemas.common import PageOf, page_response
 from api.schemas.production import (
     AssignIn,
     AssignmentOut,
@@ -28,10 +29,10 @@ router = APIRouter(prefix=PREFIX, tags=["Machines"])
 def list_work_orders(session: SessionDep, page: PageDep,
                      status: WorkOrderStatus | None = None, material_id: uuid.UUID | None = None,
                      sort: Literal["number", "-number", "created_at",
-                                   "-created_at"] = "-created_at") -> dict:
+                                   "-created_at"] = "-created_at") -> Response:
     items, cursor = production.list_work_orders(session, page=page, sort=sort, status=status,
                                                 material_id=material_id)
-    return {"items": items, "next_cursor": cursor}
+    return page_response(WorkOrderOut, items, cursor)
 
 
 @router.post("/work-orders", response_model=WorkOrderOut, status_code=status.HTTP_201_CREATED,
@@ -54,10 +55,10 @@ def update_work_order(session: SessionDep, work_order_id: uuid.UUID,
 
 
 @router.get("/work-orders/{work_order_id}/machines", response_model=PageOf[AssignmentOut])
-def list_assignments(session: SessionDep, page: PageDep, work_order_id: uuid.UUID) -> dict:
+def list_assignments(session: SessionDep, page: PageDep, work_order_id: uuid.UUID) -> Response:
     """The machines assigned to the order, current and released, newest first."""
     items, cursor = production.assignments(session, page=page, work_order_id=work_order_id)
-    return {"items": items, "next_cursor": cursor}
+    return page_response(AssignmentOut, items, cursor)
 
 
 @router.post("/work-orders/{work_order_id}/machines", response_model=AssignmentOut,

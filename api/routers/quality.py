@@ -6,12 +6,13 @@ import uuid
 from typing import Literal
 
 from fastapi import APIRouter, status
+from fastapi.responses import Response
 
 from api import roles
 from api.deps import IfMatch, PageDep, SessionDep, requires
 from api.repositories import quality
 from api.routers import PREFIX
-from api.schemas.common import AssigneeIn, PageOf
+from api.schemas.common import AssigneeIn, PageOf, page_response
 from api.schemas.quality import (
     InspectionIn,
     InspectionOut,
@@ -31,11 +32,11 @@ def list_ncrs(session: SessionDep, page: PageDep, status: NcrStatus | None = Non
               severity: Literal["minor", "major", "critical"] | None = None,
               work_order_id: uuid.UUID | None = None, assignee_id: uuid.UUID | None = None,
               sort: Literal["created_at", "-created_at", "number", "-number", "updated_at",
-                            "-updated_at"] = "-created_at") -> dict:
+                            "-updated_at"] = "-created_at") -> Response:
     items, cursor = quality.list_ncrs(session, page=page, sort=sort, status=status,
                                       severity=severity, work_order_id=work_order_id,
                                       assignee_id=assignee_id)
-    return {"items": items, "next_cursor": cursor}
+    return page_response(NcrOut, items, cursor)
 
 
 @router.post("/ncrs", response_model=NcrOut, status_code=status.HTTP_201_CREATED,
@@ -76,10 +77,10 @@ def resolve_ncr(session: SessionDep, ncr_id: uuid.UUID, body: NcrResolve,
 def list_inspections(session: SessionDep, page: PageDep, work_order_id: uuid.UUID | None = None,
                      result: Literal["pass", "fail", "conditional"] | None = None,
                      sort: Literal["inspected_at", "-inspected_at", "created_at",
-                                   "-created_at"] = "-inspected_at") -> dict:
+                                   "-created_at"] = "-inspected_at") -> Response:
     items, cursor = quality.list_inspections(session, page=page, sort=sort,
                                              work_order_id=work_order_id, result=result)
-    return {"items": items, "next_cursor": cursor}
+    return page_response(InspectionOut, items, cursor)
 
 
 @router.post("/inspections", response_model=InspectionOut, status_code=status.HTTP_201_CREATED,

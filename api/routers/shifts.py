@@ -7,12 +7,13 @@ from datetime import datetime
 from typing import Literal
 
 from fastapi import APIRouter, status
+from fastapi.responses import Response
 
 from api import roles
 from api.deps import PageDep, SessionDep, requires
 from api.repositories import shifts
 from api.routers import PREFIX
-from api.schemas.common import PageOf
+from api.schemas.common import PageOf, page_response
 from api.schemas.shifts import (
     HandoverDetail,
     HandoverIn,
@@ -29,10 +30,10 @@ router = APIRouter(prefix=PREFIX, tags=["Shifts"])
 def list_shifts(session: SessionDep, page: PageDep, start: datetime | None = None,
                 end: datetime | None = None,
                 sort: Literal["starts_at", "-starts_at", "created_at",
-                              "-created_at"] = "-starts_at") -> dict:
+                              "-created_at"] = "-starts_at") -> Response:
     """Shifts overlapping [start, end)."""
     items, cursor = shifts.list_shifts(session, page=page, sort=sort, start=start, end=end)
-    return {"items": items, "next_cursor": cursor}
+    return page_response(ShiftOut, items, cursor)
 
 
 @router.post("/shifts", response_model=ShiftOut, status_code=status.HTTP_201_CREATED,
@@ -62,10 +63,10 @@ def log_handover(session: SessionDep, shift_id: uuid.UUID, body: HandoverIn) -> 
 @router.get("/handovers", response_model=PageOf[HandoverOut])
 def list_handovers(session: SessionDep, page: PageDep, shift_id: uuid.UUID | None = None,
                    acknowledged: bool | None = None,
-                   sort: Literal["logged_at", "-logged_at"] = "-logged_at") -> dict:
+                   sort: Literal["logged_at", "-logged_at"] = "-logged_at") -> Response:
     items, cursor = shifts.list_handovers(session, page=page, sort=sort, shift_id=shift_id,
                                           acknowledged=acknowledged)
-    return {"items": items, "next_cursor": cursor}
+    return page_response(HandoverOut, items, cursor)
 
 
 @router.get("/handovers/{handover_id}", response_model=HandoverDetail)

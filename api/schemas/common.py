@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from functools import cache
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, computed_field
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, TypeAdapter, computed_field
 
 T = TypeVar("T")
 
@@ -60,3 +62,20 @@ class PageOf(BaseModel, Generic[T]):
 
     items: list[T]
     next_cursor: str | None
+
+
+@cache
+def _page_adapter(model: type[BaseModel]) -> TypeAdapter[Any]:
+    return TypeAdapter(PageOf[model])  # type: ignore[valid-type]
+
+
+def page_response(model: type[BaseModel], items: list[Any], next_cursor: str | None
+                  ) -> Response:
+    """A page of `model` (the route's `response_model=PageOf[model]`) as a JSON response,
+    validated and serialized where the route runs. Returned as a dict instead, FastAPI would
+    validate it on another trip through the thread pool before serializing it: one more
+    hand-over between threads per request, the larger part of a list's cost in Python
+    (py-spy on `mes bench api`)."""
+    adapter = _page_adapter(model)
+    page = adapter.validate_python({"items": items, "next_cursor": next_cursor})
+    return Response(adapter.dump_json(page), media_type="application/json")

@@ -19,8 +19,9 @@ PER_S = 0.05  # one request every 20 s after the burst: no refill while a test r
 @pytest.fixture(scope="module")
 def limited(database: TestDatabase, api_users: ApiUsers,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    # One worker: each worker process counts a token's requests for itself (docs/api.md).
     with running_api(database, api_users, tmp_path_factory.mktemp("api"),
-                     MES_API__RATE_LIMIT_PER_S=str(PER_S),
+                     MES_API__WORKERS="1", MES_API__RATE_LIMIT_PER_S=str(PER_S),
                      MES_API__RATE_LIMIT_BURST=str(BURST)) as api:
         yield api
 
