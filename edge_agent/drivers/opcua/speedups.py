@@ -132,6 +132,9 @@ def _data_change(raw: bytes, pos: int, end: int) -> ua.DataChangeNotification:
     variant, data_value, status_code = ua.Variant, ua.DataValue, ua.StatusCode
     item = ua.MonitoredItemNotification
     fixed = _FIXED
+    # The items of one notification mostly share their timestamps (sampled together): one
+    # datetime per distinct value, which is immutable, so sharing it is not observable.
+    stamps: dict[int, datetime] = {}
     items = []
     for _ in range(count):
         handle, mask = _ITEM.unpack_from(raw, pos)
@@ -180,11 +183,17 @@ def _data_change(raw: bytes, pos: int, end: int) -> ua.DataChangeNotification:
         source: datetime | None = None
         server: datetime | None = None
         if mask & 4:
-            source = to_datetime(_I64.unpack_from(raw, pos)[0])
+            (ticks,) = _I64.unpack_from(raw, pos)
             pos += 8
+            source = stamps.get(ticks)
+            if source is None:
+                source = stamps[ticks] = to_datetime(ticks)
         if mask & 8:
-            server = to_datetime(_I64.unpack_from(raw, pos)[0])
+            (ticks,) = _I64.unpack_from(raw, pos)
             pos += 8
+            server = stamps.get(ticks)
+            if server is None:
+                server = stamps[ticks] = to_datetime(ticks)
         if pos > end:
             raise _Fallback
         items.append(item(handle, data_value(value, status, source, server)))
