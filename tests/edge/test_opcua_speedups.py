@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import struct
 import uuid
@@ -100,7 +101,9 @@ def _data_values(variants: list[ua.Variant]) -> list[ua.DataValue]:
 def _fast_values() -> list[ua.DataValue]:
     """What the fast path reads: the scalars, and values with no variant at all."""
     bad = ua.StatusCode(ua.StatusCodes.BadNoCommunication)
-    no_value = [ua.DataValue(), ua.DataValue(StatusCode=bad)]
+    no_variant = ua.DataValue(StatusCode=bad)
+    no_variant.Value = None  # encoded without the value bit
+    no_value = [ua.DataValue(), ua.DataValue(StatusCode=bad), no_variant]
     return [*no_value, *_data_values(_SCALARS)]
 
 
@@ -146,21 +149,26 @@ def _same(raw: bytes) -> bool:
     Returns whether the fast path read at least one notification itself."""
     generic = ua_binary.struct_from_binary(ua.PublishResponse, Buffer(raw))
     fast = speedups.decode_publish_response(Buffer(raw))
-    # repr shows every value with its type (NaN and -0.0 included); the re-encoding shows the
-    # bits, and the types of the objects the agent reads.
-    assert repr(fast) == repr(generic)
+    _assert_identical(fast, generic, "response")
     assert struct_to_binary(fast) == struct_to_binary(generic)
-    for a, b in zip(
-        fast.Parameters.NotificationMessage.NotificationData,
-        generic.Parameters.NotificationMessage.NotificationData,
-        strict=True,
-    ):
-        assert type(a) is type(b)
-        for x, y in zip(getattr(a, "MonitoredItems", []), getattr(b, "MonitoredItems", []),
-                        strict=True):  # fmt: skip
-            assert type(x.Value.Value.Value) is type(y.Value.Value.Value)
-            assert type(x.Value.SourceTimestamp) is type(y.Value.SourceTimestamp)
     return bool(_fast_reads(raw))
+
+
+def _assert_identical(a: Any, b: Any, where: str) -> None:
+    """Same types, every dataclass field (those left out of repr and == too), floats bit for
+    bit (NaN and -0.0 included)."""
+    assert type(a) is type(b), where
+    if dataclasses.is_dataclass(a):
+        for f in dataclasses.fields(a):
+            _assert_identical(getattr(a, f.name), getattr(b, f.name), f"{where}.{f.name}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_identical(x, y, f"{where}[{i}]")
+    elif isinstance(a, float):
+        assert struct.pack("<d", a) == struct.pack("<d", b), where
+    else:
+        assert a == b, where
 
 
 def _fast_reads(raw: bytes) -> list[Any]:
