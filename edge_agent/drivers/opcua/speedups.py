@@ -128,7 +128,6 @@ def _data_change(raw: bytes, pos: int, end: int) -> ua.DataChangeNotification:
     if count < 0:
         raise _Fallback
     encoding = ua_binary.get_string_encoding()
-    to_datetime = ua.win_epoch_to_datetime
     # Variants, status codes and data values are built without their constructors, whose
     # `__post_init__` checks cost more than the rest of decoding and change nothing for these
     # values: the objects get the same fields (the tests compare every one).
@@ -169,7 +168,7 @@ def _data_change(raw: bytes, pos: int, end: int) -> ua.DataChangeNotification:
                         v = v.decode(encoding, errors="surrogateescape")
             elif kind == 13:  # DateTime
                 vtype = _V.DateTime
-                v = to_datetime(_I64.unpack_from(raw, pos)[0])
+                v = _stamp(raw, pos, stamps)
                 pos += 8
             elif kind == 19:  # StatusCode
                 vtype = _V.StatusCode
@@ -190,17 +189,11 @@ def _data_change(raw: bytes, pos: int, end: int) -> ua.DataChangeNotification:
         source: datetime | None = None
         server: datetime | None = None
         if mask & 4:
-            (ticks,) = _I64.unpack_from(raw, pos)
+            source = _stamp(raw, pos, stamps)
             pos += 8
-            source = stamps.get(ticks)
-            if source is None:
-                source = stamps[ticks] = to_datetime(ticks)
         if mask & 8:
-            (ticks,) = _I64.unpack_from(raw, pos)
+            server = _stamp(raw, pos, stamps)
             pos += 8
-            server = stamps.get(ticks)
-            if server is None:
-                server = stamps[ticks] = to_datetime(ticks)
         if pos > end:
             raise _Fallback
         if value is None:  # no variant: the constructor makes the null one asyncua makes
@@ -215,6 +208,15 @@ def _data_change(raw: bytes, pos: int, end: int) -> ua.DataChangeNotification:
     if pos + 4 > end or _I32.unpack_from(raw, pos)[0] not in (0, -1):
         raise _Fallback
     return ua.DataChangeNotification(items, [])
+
+
+def _stamp(raw: bytes, pos: int, stamps: dict[int, datetime]) -> datetime:
+    """The DateTime at raw[pos], as asyncua converts it, once per distinct value in `stamps`."""
+    (ticks,) = _I64.unpack_from(raw, pos)
+    stamp = stamps.get(ticks)
+    if stamp is None:
+        stamp = stamps[ticks] = ua.win_epoch_to_datetime(ticks)
+    return stamp
 
 
 def _struct_from_binary(objtype: Any, data: Any) -> Any:
