@@ -39,7 +39,8 @@ def test_every_variant_type_number_gives_what_asyncua_gives() -> None:
     # 0-63: what the 6 bits of a variant's encoding byte can say; then a NodeId and a bad type.
     for arg in [*range(64), ua.NodeId(11), ua.NodeId(40), "11"]:
         assert _outcome(datatype_to_varianttype, arg) == _outcome(
-            uatypes.datatype_to_varianttype, arg), arg
+            uatypes.datatype_to_varianttype, arg
+        ), arg
 
 
 # ------------------------------------------------------------------ publish responses

@@ -46,13 +46,22 @@ def datatype_to_varianttype(int_type: int | ua.NodeId) -> ua.VariantType | ua.Va
 # --------------------------------------------------------------------- publish responses
 
 _V = ua.VariantType
-# Variant types read with one fixed-size unpack: (member, format, size); the formats are
-# asyncua's own (ua_binary.Primitives), so the Python values are the same.
+# Variant types read with one fixed-size unpack: (member, format); the formats are asyncua's
+# own (ua_binary.Primitives), so the Python values are the same.
 _FIXED: dict[int, tuple[ua.VariantType, struct.Struct]] = {
     vt.value: (vt, struct.Struct(getattr(ua_binary.Primitives1, vt.name).format))
     for vt in (
-        _V.Boolean, _V.SByte, _V.Byte, _V.Int16, _V.UInt16, _V.Int32, _V.UInt32,
-        _V.Int64, _V.UInt64, _V.Float, _V.Double,
+        _V.Boolean,
+        _V.SByte,
+        _V.Byte,
+        _V.Int16,
+        _V.UInt16,
+        _V.Int32,
+        _V.UInt32,
+        _V.Int64,
+        _V.UInt64,
+        _V.Float,
+        _V.Double,
     )
 }
 _I32 = struct.Struct("<i")
@@ -111,14 +120,12 @@ def _notification(data: Buffer) -> Any:
             start = pos + _HEADER
             try:
                 decoded = _data_change(raw, start, start + length)
-            except (_Fallback, struct.error):
+            except (_Fallback, struct.error, IndexError):  # asyncua's decoder says what is wrong
                 pass
             else:
                 data.skip(_HEADER + length)
                 return decoded
     return ua_binary.extensionobject_from_binary(data)
-
-
 
 
 def _data_change(raw: bytes, pos: int, end: int) -> ua.DataChangeNotification:
