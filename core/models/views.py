@@ -48,16 +48,3 @@ class DowntimeEventView(View):
     category: Mapped[str] = mapped_column(Text)
     micro_stop: Mapped[bool | None]
     updated_at: Mapped[datetime]
-
-
-class StateHourlyView(View):
-    """`mes.v_machine_state_hourly`: seconds in each state per machine and UTC hour."""
-
-    __tablename__ = "v_machine_state_hourly"
-
-    bucket: Mapped[datetime] = mapped_column(primary_key=True)
-    organization_id: Mapped[uuid.UUID]
-    plant_id: Mapped[uuid.UUID | None]
-    machine_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    state: Mapped[str] = mapped_column(Text, primary_key=True)
-    seconds: Mapped[float]
