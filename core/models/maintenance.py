@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Numeric, Text, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import INTERVAL, JSONB
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from core.models.base import NOW, Base, TenantEntity, tenant_table_args
 
@@ -19,7 +19,25 @@ TASK_STATUSES = ("open", "acknowledged", "in_progress", "done", "skipped", "canc
 PRIORITIES = ("low", "normal", "high", "urgent")
 
 
-class PmSchedule(TenantEntity, Base):
+class PmTarget(TenantEntity):
+    """What schedules and condition rules share: their name and instructions, and their target,
+    one machine (`machine_id`) or every machine of `machine_kind` in the plant."""
+
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple[Any, ...]:
+        # A function: each table needs constraint objects of its own.
+        return (
+            UniqueConstraint("organization_id", "id"),
+            *tenant_table_args(("machine_id", "machines"), ("default_assignee_id", "users")),
+        )
+
+    machine_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
+    machine_kind: Mapped[str | None] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(Text)
+    instructions: Mapped[str] = mapped_column(Text, server_default="")
+
+
+class PmSchedule(PmTarget, Base):
     """What a schedule triggers on (`trigger_kind`): the calendar part (`calendar_every`
     `calendar_unit`, or `cron`, in the plant's zone; `lead_time` raises early), the meter part
     (`interval_value` runtime hours or counts of `counter_tag`; `lead_value` in that unit), or
@@ -28,15 +46,7 @@ class PmSchedule(TenantEntity, Base):
     `machine_kind` in its plant."""
 
     __tablename__ = "pm_schedules"
-    __table_args__ = (
-        UniqueConstraint("organization_id", "id"),
-        *tenant_table_args(("machine_id", "machines"), ("default_assignee_id", "users")),
-    )
 
-    machine_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
-    machine_kind: Mapped[str | None] = mapped_column(Text)
-    name: Mapped[str] = mapped_column(Text)
-    instructions: Mapped[str] = mapped_column(Text, server_default="")
     trigger_kind: Mapped[str] = mapped_column(Text)
     interval_value: Mapped[Decimal | None] = mapped_column(Numeric(14, 3))
     lead_value: Mapped[Decimal] = mapped_column(Numeric(14, 3), server_default="0")

@@ -11,23 +11,16 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.models.base import NOW, Base, TenantEntity, tenant_table_args
+from core.models.maintenance import PmTarget
 
 
-class PmConditionRule(TenantEntity, Base):
+class PmConditionRule(PmTarget, Base):
     """A rule on telemetry (`tag` `comparison` `threshold` for `for_seconds`, cleared past
     `clear_threshold`) or on states (`count_threshold` rows of `state` [with `reason_code`]
     within `window_seconds`, cleared below `clear_count`); one inspection task per episode."""
 
     __tablename__ = "pm_condition_rules"
-    __table_args__ = (
-        UniqueConstraint("organization_id", "id"),
-        *tenant_table_args(("machine_id", "machines"), ("default_assignee_id", "users")),
-    )
 
-    machine_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
-    machine_kind: Mapped[str | None] = mapped_column(Text)
-    name: Mapped[str] = mapped_column(Text)
-    instructions: Mapped[str] = mapped_column(Text, server_default="")
     rule_kind: Mapped[str] = mapped_column(Text)
     tag: Mapped[str | None] = mapped_column(Text)
     comparison: Mapped[str | None] = mapped_column(Text)
